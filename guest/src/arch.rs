@@ -1,0 +1,110 @@
+//! x86-64 specifics: the doorbell (`out`), the CPL0 exception stubs whose addresses the
+//! VMM puts in the IDT (`ditto_isr_0` .. `ditto_isr_31`), and the per-vCPU pointer read
+//! through GS.
+//!
+//! The stubs run at CPL0 on the vCPU's TSS.RSP0 stack. The VMM sets RSP0 = top - 16 and
+//! stores this vCPU's mailbox address at top - 8, so after the CPU frame (SS, RSP,
+//! RFLAGS, CS, RIP, error code) and the stub's vector push, the mailbox address is at
+//! `[rsp + 64]`. The stubs write a fault report there and ring the doorbell; the VMM then
+//! resets the vCPU. CPL0 is emulated on nested KVM, so this path is kept to a dozen
+//! instructions.
+
+use ditto_protocol::layout::offsets;
+use ditto_protocol::{GuestMsgKind, DOORBELL_PORT};
+
+/// Ring the doorbell with message `kind`. Every write before it is visible to the host
+/// when it handles the exit (the asm block is a compiler memory barrier, the exit a full
+/// one).
+#[inline(always)]
+pub fn doorbell(kind: GuestMsgKind) {
+    // SAFETY: the TSS I/O bitmap opens the doorbell ports to CPL3; the `out` only exits
+    // to the VMM, which resumes us after it (or resets the vCPU).
+    unsafe {
+        core::arch::asm!("out dx, eax", in("dx") DOORBELL_PORT, in("eax") kind as u32,
+            options(nostack, preserves_flags));
+    }
+}
+
+/// Ring the doorbell with a raw value (the BadMessage test hook).
+#[inline(always)]
+pub fn doorbell_raw(value: u32) {
+    // SAFETY: as in `doorbell`.
+    unsafe {
+        core::arch::asm!("out dx, eax", in("dx") DOORBELL_PORT, in("eax") value,
+            options(nostack, preserves_flags));
+    }
+}
+
+/// Address of this vCPU's boot information (the VMM points GS base at it and its first
+/// field is its own address).
+#[inline(always)]
+pub fn current_info_addr() -> u64 {
+    let addr: u64;
+    // SAFETY: GS base points at this vCPU's VcpuBootInfo, whose first field is readable.
+    unsafe {
+        core::arch::asm!("mov {}, gs:[0]", out(reg) addr, options(nostack, readonly, preserves_flags));
+    }
+    addr
+}
+
+/// Read the time-stamp counter.
+#[inline(always)]
+#[allow(dead_code)]
+pub fn rdtsc() -> u64 {
+    // SAFETY: RDTSC has no side effects and is allowed at CPL3 (CR4.TSD clear).
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+macro_rules! isr_stubs {
+    ($($v:literal: $err:literal),* $(,)?) => {
+        core::arch::global_asm!(
+            ".pushsection .text.isr, \"ax\"",
+            $(
+                concat!(".global ditto_isr_", $v),
+                ".balign 16",
+                concat!("ditto_isr_", $v, ":"),
+                // Vectors without a CPU error code push a zero one so frames agree.
+                concat!(".if ", $err, " == 0"),
+                "push 0",
+                ".endif",
+                concat!("push ", $v),
+                "jmp ditto_isr_common",
+            )*
+            ".balign 16",
+            "ditto_isr_common:",
+            "mov rdi, [rsp + 64]",
+            "mov rax, [rsp]",
+            "mov [rdi + {vector}], rax",
+            "mov rax, [rsp + 8]",
+            "mov [rdi + {error}], rax",
+            "mov rax, [rsp + 16]",
+            "mov [rdi + {rip}], rax",
+            "mov rax, cr2",
+            "mov [rdi + {addr}], rax",
+            "mov dword ptr [rdi + {len}], 0",
+            "mov dword ptr [rdi + {kind}], {fault}",
+            "mov eax, {fault}",
+            "mov dx, {port}",
+            "out dx, eax",
+            "2:",
+            "hlt",
+            "jmp 2b",
+            ".popsection",
+            vector = const offsets::FAULT_VECTOR,
+            error = const offsets::FAULT_ERROR,
+            rip = const offsets::FAULT_RIP,
+            addr = const offsets::FAULT_ADDR,
+            len = const offsets::G_LEN,
+            kind = const offsets::G_KIND,
+            fault = const GuestMsgKind::Fault as u32,
+            port = const DOORBELL_PORT,
+        );
+    };
+}
+
+// vector: 1 if the CPU pushes an error code for it.
+isr_stubs!(
+    0: 0, 1: 0, 2: 0, 3: 0, 4: 0, 5: 0, 6: 0, 7: 0, 8: 1, 9: 0, 10: 1, 11: 1, 12: 1, 13: 1,
+    14: 1, 15: 0, 16: 0, 17: 1, 18: 0, 19: 0, 20: 0, 21: 1, 22: 0, 23: 0, 24: 0, 25: 0,
+    26: 0, 27: 0, 28: 0, 29: 1, 30: 1, 31: 0,
+);
