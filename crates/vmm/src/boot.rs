@@ -307,11 +307,11 @@ pub fn vmsa_bytes(r: &kvm_regs, s: &kvm_sregs) -> Vec<u8> {
 pub fn populate(
     mem: &mut PrivateMemory,
     config: &VmConfig,
-    image: &GuestImage<'_>,
+    image: &GuestImage,
     plan: &MemoryPlan,
 ) -> Result<()> {
     for seg in &image.segments {
-        mem.write(seg.gpa, seg.data)?;
+        mem.write(seg.gpa, &seg.data)?;
         // The zero tail (.bss) is part of the image: write it so it is measured as such.
         let tail = seg.mem_size - seg.data.len() as u64;
         if tail > 0 {

@@ -16,8 +16,18 @@ pub fn open(path: &str) -> Result<Kvm> {
     if let Err(source) = std::fs::OpenOptions::new().read(true).write(true).open(path) {
         return Err(VmmError::KvmOpen { path: path.into(), source });
     }
-    Kvm::new_with_path(std::ffi::CString::new(path).map_err(|_| VmmError::Config("KVM path contains NUL".into()))?)
-        .map_err(|e| VmmError::KvmOpen { path: path.into(), source: e.into() })
+    let kvm = Kvm::new_with_path(
+        std::ffi::CString::new(path).map_err(|_| VmmError::Config("KVM path contains NUL".into()))?,
+    )
+    .map_err(|e| VmmError::KvmOpen { path: path.into(), source: e.into() })?;
+    let version = kvm.get_api_version();
+    if version != kvm_bindings::KVM_API_VERSION as i32 {
+        return Err(VmmError::KvmOpen {
+            path: path.into(),
+            source: std::io::Error::other(format!("not a KVM device (API version query gave {version})")),
+        });
+    }
+    Ok(kvm)
 }
 
 /// Why KVM cannot be used here, or `None` if it can (opens the device and creates a VM).

@@ -9,21 +9,21 @@ use object::read::elf::{FileHeader, ProgramHeader};
 use object::{Endianness, Object, ObjectSymbol};
 
 /// One loadable segment.
-pub struct Segment<'a> {
+pub struct Segment {
     /// Guest address.
     pub gpa: u64,
     /// Bytes from the file.
-    pub data: &'a [u8],
+    pub data: Vec<u8>,
     /// Total size in memory (the rest is zero).
     pub mem_size: u64,
 }
 
 /// A parsed guest image.
-pub struct GuestImage<'a> {
+pub struct GuestImage {
     /// Entry point.
     pub entry: u64,
     /// Loadable segments.
-    pub segments: Vec<Segment<'a>>,
+    pub segments: Vec<Segment>,
     /// First address past the image.
     pub end: u64,
     /// IDT handler addresses, one per exception vector.
@@ -34,8 +34,15 @@ fn bad(msg: impl Into<String>) -> VmmError {
     VmmError::Image(msg.into())
 }
 
-/// Parse and validate `elf`.
-pub fn parse(elf: &[u8]) -> Result<GuestImage<'_>> {
+/// Parse and validate `elf` (any alignment: it is copied to an aligned buffer first).
+pub fn parse(elf: &[u8]) -> Result<GuestImage> {
+    let mut aligned = vec![0u64; elf.len().div_ceil(8)];
+    let buf: &mut [u8] = bytemuck::cast_slice_mut(&mut aligned);
+    buf[..elf.len()].copy_from_slice(elf);
+    parse_aligned(&buf[..elf.len()])
+}
+
+fn parse_aligned(elf: &[u8]) -> Result<GuestImage> {
     let header = FileHeader64::<Endianness>::parse(elf).map_err(|e| bad(format!("not an ELF64 file: {e}")))?;
     let endian = header.endian().map_err(|e| bad(e.to_string()))?;
     if header.e_machine(endian) != object::elf::EM_X86_64 {
@@ -58,7 +65,7 @@ pub fn parse(elf: &[u8]) -> Result<GuestImage<'_>> {
             )));
         }
         end = end.max(seg_end);
-        segments.push(Segment { gpa, data, mem_size });
+        segments.push(Segment { gpa, data: data.to_vec(), mem_size });
     }
     if segments.is_empty() {
         return Err(bad("no loadable segments"));
