@@ -1,1 +1,7 @@
-//! placeholder
+//! Ditto's benchmarks. [`micro`] measures the elastic VM's primitives (exit round trip,
+//! worker wake latency, cold start, dispatch throughput, a sleeping worker's CPU);
+//! [`summary`] turns samples into medians and tails; [`report`] writes report files.
+
+pub mod micro;
+pub mod report;
+pub mod summary;

@@ -1,1 +1,59 @@
-fn main() {}
+//! The `ditto` command line: run elastic VMs, benchmarks and the scheduler simulator.
+
+mod bench;
+mod vm;
+
+use clap::{Parser, Subcommand};
+
+/// Ditto: elastic confidential micro-VMs for serverless computing.
+///
+/// A Ditto VM starts with M regular vCPUs and up to N worker vCPUs that the hypervisor
+/// sleeps and wakes in microseconds as load changes. The guest is Ditto's own no-OS
+/// runtime, running at CPL3 on real /dev/kvm.
+#[derive(Parser)]
+#[command(name = "ditto", version, propagate_version = true)]
+struct Cli {
+    /// Log format on stderr (logs are filtered by RUST_LOG, default "warn").
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run elastic VMs.
+    #[command(subcommand)]
+    Vm(vm::VmCommand),
+    /// Run benchmarks.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    let result = match cli.command {
+        Command::Vm(c) => vm::run(c),
+        Command::Bench(c) => bench::run(c),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}

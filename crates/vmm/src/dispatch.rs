@@ -248,6 +248,9 @@ pub(crate) struct VcpuCtl {
     pub pthread: Option<libc::pthread_t>,
     /// The vCPU thread's OS thread id (for CPU accounting), 0 until it starts.
     pub tid: i32,
+    /// A task submission already signalled this idle worker (so the next submission
+    /// signals another one); cleared when the worker looks at the queue.
+    pub notified: bool,
 }
 
 impl VcpuCtl {
@@ -268,6 +271,7 @@ impl VcpuCtl {
             kicked: false,
             pthread: None,
             tid: 0,
+            notified: false,
         }
     }
 
@@ -338,6 +342,7 @@ impl Dispatch {
             return Next::Stop;
         }
         let v = &mut self.vcpus[id];
+        v.notified = false;
         if v.state == VcpuState::Failed {
             return Next::Wait;
         }
@@ -367,13 +372,20 @@ impl Dispatch {
         Next::Wait
     }
 
-    /// The ids of workers that are awake and idle.
+    /// The ids of workers that are awake, idle and not yet signalled.
     pub fn idle_workers(&self) -> impl Iterator<Item = usize> + '_ {
         self.vcpus
             .iter()
             .enumerate()
-            .filter(|(_, v)| !v.regular && v.state == VcpuState::ActiveIdle && v.want_awake)
+            .filter(|(_, v)| !v.regular && v.state == VcpuState::ActiveIdle && v.want_awake && !v.notified)
             .map(|(i, _)| i)
+    }
+
+    /// Pick an idle, unsignalled worker to signal for new work, and mark it signalled.
+    pub fn claim_idle_worker(&mut self) -> Option<usize> {
+        let id = self.idle_workers().next()?;
+        self.vcpus[id].notified = true;
+        Some(id)
     }
 
     /// Mark worker `id` as wanted awake or asleep. Returns whether anything changed.

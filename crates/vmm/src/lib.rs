@@ -279,7 +279,7 @@ impl Vm {
         let seq = d.next_seq;
         d.next_seq += 1;
         d.queue.push_back(Pending { seq, spec, reply: tx, submitted: Instant::now(), dispatched: None });
-        if let Some(id) = d.idle_workers().next() {
+        if let Some(id) = d.claim_idle_worker() {
             self.shared.notify(id);
         }
         Ok(TaskTicket { seq, rx })
@@ -310,10 +310,10 @@ impl Vm {
             }
         }
         // A woken worker may find queued work; an idle one may need to take over.
-        if !d.queue.is_empty() {
-            let idle: Vec<usize> = d.idle_workers().collect();
-            for id in idle {
-                self.shared.notify(id);
+        for _ in 0..d.queue.len() {
+            match d.claim_idle_worker() {
+                Some(id) => self.shared.notify(id),
+                None => break,
             }
         }
     }

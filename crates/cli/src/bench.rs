@@ -1,0 +1,55 @@
+//! `ditto bench ...`: benchmarks that print medians and p99 and write a report file.
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use ditto_bench::micro::{self, MicroOptions};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// `ditto bench ...`
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Micro-benchmarks of the elastic VM: doorbell exit round trip, worker wake latency,
+    /// cold start (1+4 vCPUs, 64 MiB), no-op dispatch throughput with 1/2/4 active
+    /// workers, and the CPU a sleeping worker uses in 1 s.
+    Micro(MicroArgs),
+}
+
+/// Arguments of `ditto bench micro`.
+#[derive(Args)]
+pub struct MicroArgs {
+    /// Samples per latency benchmark.
+    #[arg(long, default_value_t = 1000)]
+    samples: u32,
+    /// No-op tasks per throughput run.
+    #[arg(long, default_value_t = 20_000)]
+    dispatch_tasks: u32,
+    /// Directory for the report files (JSON + Markdown).
+    #[arg(long, default_value = "reports")]
+    out: PathBuf,
+    /// Print the results as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Run a `ditto bench` command.
+pub fn run(cmd: BenchCommand) -> Result<ExitCode> {
+    match cmd {
+        BenchCommand::Micro(a) => {
+            if a.samples == 0 || a.dispatch_tasks == 0 {
+                anyhow::bail!("--samples and --dispatch-tasks must be at least 1");
+            }
+            let opts = MicroOptions { samples: a.samples, dispatch_tasks: a.dispatch_tasks, progress: !a.json };
+            let report = micro::run(&opts)?;
+            let md = report.markdown();
+            let (json_path, md_path) = ditto_bench::report::write(&a.out, "micro", &report, &md)?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{md}");
+                println!("report: {} and {}", json_path.display(), md_path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
