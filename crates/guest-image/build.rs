@@ -6,17 +6,33 @@ use std::process::Command;
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let root = manifest.join("../..").canonicalize().expect("workspace root exists");
+    let root = manifest
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root exists");
     let guest = root.join("guest");
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"))
         .join("guest");
-    for p in ["src", "Cargo.toml", "Cargo.lock", "build.rs", "link.ld", ".cargo/config.toml"] {
+    for p in [
+        "src",
+        "Cargo.toml",
+        "Cargo.lock",
+        "build.rs",
+        "link.ld",
+        ".cargo/config.toml",
+    ] {
         println!("cargo:rerun-if-changed={}", guest.join(p).display());
     }
-    println!("cargo:rerun-if-changed={}", root.join("crates/protocol/src").display());
-    println!("cargo:rerun-if-changed={}", root.join("crates/protocol/Cargo.toml").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("crates/protocol/src").display()
+    );
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("crates/protocol/Cargo.toml").display()
+    );
 
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
@@ -36,7 +52,9 @@ fn main() {
     ] {
         cmd.env_remove(var);
     }
-    let out = cmd.output().expect("failed to run cargo to build the guest");
+    let out = cmd
+        .output()
+        .expect("failed to run cargo to build the guest");
     if !out.status.success() {
         panic!(
             "building the guest runtime failed:\n{}",

@@ -32,23 +32,38 @@ pub fn float_loop(n: u64) -> f64 {
 }
 
 impl TaskHandler for BuiltIn {
-    fn run(&mut self, w: &mut Worker, task: Task<'_>, out: &mut [u8]) -> Result<Done, &'static str> {
+    fn run(
+        &mut self,
+        w: &mut Worker,
+        task: Task<'_>,
+        out: &mut [u8],
+    ) -> Result<Done, &'static str> {
         match task.kind {
             TaskKind::Noop => Ok(Done { len: 0, value: 0 }),
             TaskKind::Echo => {
                 let n = task.input.len().min(out.len());
                 out[..n].copy_from_slice(&task.input[..n]);
-                Ok(Done { len: n, value: n as u64 })
+                Ok(Done {
+                    len: n,
+                    value: n as u64,
+                })
             }
-            TaskKind::Spin => Ok(Done { len: 0, value: spin(core::hint::black_box(task.arg)) }),
-            TaskKind::Float => {
-                Ok(Done { len: 0, value: float_loop(core::hint::black_box(task.arg)).to_bits() })
-            }
+            TaskKind::Spin => Ok(Done {
+                len: 0,
+                value: spin(core::hint::black_box(task.arg)),
+            }),
+            TaskKind::Float => Ok(Done {
+                len: 0,
+                value: float_loop(core::hint::black_box(task.arg)).to_bits(),
+            }),
             TaskKind::Ping => {
                 for _ in 0..task.arg {
                     w.ping();
                 }
-                Ok(Done { len: 0, value: task.arg })
+                Ok(Done {
+                    len: 0,
+                    value: task.arg,
+                })
             }
             TaskKind::Fault => raise(task.arg),
             TaskKind::Hang => loop {
@@ -63,7 +78,9 @@ impl TaskHandler for BuiltIn {
                         w.send_raw(checkin, checkin, task.seq, ok, OUT_BUF_SIZE as u32 + 1)
                     }
                     bad_message::BAD_STATUS => w.send_raw(checkin, checkin, task.seq, 77, 0),
-                    bad_message::WRONG_SEQ => w.send_raw(checkin, checkin, task.seq ^ 0xFFFF, ok, 0),
+                    bad_message::WRONG_SEQ => {
+                        w.send_raw(checkin, checkin, task.seq ^ 0xFFFF, ok, 0)
+                    }
                     bad_message::KIND_MISMATCH => {
                         w.send_raw(checkin, GuestMsgKind::Ping as u32, task.seq, ok, 0)
                     }
@@ -84,7 +101,9 @@ fn raise(vector: u64) -> Result<Done, &'static str> {
     // fault; the host then resets this vCPU, so none of them returns.
     unsafe {
         match vector {
-            0 => core::arch::asm!("xor ecx, ecx", "div ecx", out("eax") _, out("ecx") _, out("edx") _),
+            0 => {
+                core::arch::asm!("xor ecx, ecx", "div ecx", out("eax") _, out("ecx") _, out("edx") _)
+            }
             3 => core::arch::asm!("int3"),
             6 => core::arch::asm!("ud2"),
             13 => core::arch::asm!("cli"),

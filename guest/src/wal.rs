@@ -45,7 +45,12 @@ pub struct Done {
 pub trait TaskHandler {
     /// Run `task`, writing any output into `out`. An `Err` becomes a failed task whose
     /// message the host reports.
-    fn run(&mut self, worker: &mut Worker, task: Task<'_>, out: &mut [u8]) -> Result<Done, &'static str>;
+    fn run(
+        &mut self,
+        worker: &mut Worker,
+        task: Task<'_>,
+        out: &mut [u8],
+    ) -> Result<Done, &'static str>;
 }
 
 /// This vCPU's view of its mailbox and buffers.
@@ -117,7 +122,13 @@ impl Worker {
 pub fn run(info: &'static VcpuBootInfo, handler: &mut dyn TaskHandler) -> ! {
     let mut w = Worker::new(info);
     let mut input: Vec<u8> = Vec::new();
-    w.send(GuestMsgKind::Ready, ABI_VERSION as u64, TaskStatus::Ok, 0, 0);
+    w.send(
+        GuestMsgKind::Ready,
+        ABI_VERSION as u64,
+        TaskStatus::Ok,
+        0,
+        0,
+    );
     loop {
         // SAFETY: copy the header out of shared memory once; validate only the copy.
         let header = unsafe { read_volatile(w.mb) };
@@ -131,14 +142,27 @@ pub fn run(info: &'static VcpuBootInfo, handler: &mut dyn TaskHandler) -> ! {
                 // into private memory so the host cannot change them under the task.
                 input.extend_from_slice(unsafe { core::slice::from_raw_parts(w.input, n) });
                 let out = w.output();
-                let task = Task { seq: req.seq, kind: req.kind, arg: req.arg, input: &input };
+                let task = Task {
+                    seq: req.seq,
+                    kind: req.kind,
+                    arg: req.arg,
+                    input: &input,
+                };
                 match handler.run(&mut w, task, out) {
-                    Ok(done) => (req.seq, TaskStatus::Ok, done.len.min(OUT_BUF_SIZE), done.value),
+                    Ok(done) => (
+                        req.seq,
+                        TaskStatus::Ok,
+                        done.len.min(OUT_BUF_SIZE),
+                        done.value,
+                    ),
                     Err(msg) => (req.seq, TaskStatus::Error, write_message(out, msg), 0),
                 }
             }
             Err(e) => {
-                let mut cursor = Cursor { buf: w.output(), len: 0 };
+                let mut cursor = Cursor {
+                    buf: w.output(),
+                    len: 0,
+                };
                 let _ = write!(cursor, "Guest rejected the task message: {e}");
                 (header.h_seq, TaskStatus::Rejected, cursor.len, 0)
             }
@@ -174,7 +198,10 @@ pub fn report_panic(info: &core::panic::PanicInfo<'_>) -> ! {
     let addr = arch::current_info_addr();
     // SAFETY: GS points at this vCPU's boot info (set by the VMM before launch).
     let mut w = Worker::new(unsafe { &*(addr as *const VcpuBootInfo) });
-    let mut cursor = Cursor { buf: w.output(), len: 0 };
+    let mut cursor = Cursor {
+        buf: w.output(),
+        len: 0,
+    };
     let _ = write!(cursor, "{}", info.message());
     if let Some(loc) = info.location() {
         let _ = write!(cursor, " at {}:{}", loc.file(), loc.line());

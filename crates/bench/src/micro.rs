@@ -32,7 +32,11 @@ pub struct MicroOptions {
 
 impl Default for MicroOptions {
     fn default() -> Self {
-        Self { samples: 1000, dispatch_tasks: 20_000, progress: true }
+        Self {
+            samples: 1000,
+            dispatch_tasks: 20_000,
+            progress: true,
+        }
     }
 }
 
@@ -69,7 +73,13 @@ pub enum BenchError {
 }
 
 fn launch(regular: u32, workers: u32, active: u32) -> Result<Vm, VmmError> {
-    let cfg = VmConfig { regular, workers, active, memory_mib: 64, ..VmConfig::default() };
+    let cfg = VmConfig {
+        regular,
+        workers,
+        active,
+        memory_mib: 64,
+        ..VmConfig::default()
+    };
     Vm::launch(cfg, ditto_guest_image::GUEST_ELF)
 }
 
@@ -99,7 +109,9 @@ fn wait_state(vm: &Vm, id: usize, want: VcpuState) -> Result<(), BenchError> {
     let t0 = Instant::now();
     while vm.states()[id] != want {
         if t0.elapsed() > Duration::from_secs(10) {
-            return Err(BenchError::Measure(format!("vCPU {id} did not reach {want:?}")));
+            return Err(BenchError::Measure(format!(
+                "vCPU {id} did not reach {want:?}"
+            )));
         }
         std::thread::yield_now();
     }
@@ -131,12 +143,16 @@ pub fn wake_latency(opts: &MicroOptions) -> Result<(Summary, Summary), BenchErro
         vm.wake(1)?;
         while vm.started_seq(1) != t.seq {
             if t0.elapsed() > Duration::from_secs(10) {
-                return Err(BenchError::Measure("woken worker never started its task".into()));
+                return Err(BenchError::Measure(
+                    "woken worker never started its task".into(),
+                ));
             }
             std::hint::spin_loop();
         }
         samples.push(t0.elapsed().as_nanos() as u64);
-        t.wait().outcome.map_err(|e| BenchError::Measure(e.to_string()))?;
+        t.wait()
+            .outcome
+            .map_err(|e| BenchError::Measure(e.to_string()))?;
         b.inc(1);
     }
     b.finish_and_clear();
@@ -160,7 +176,11 @@ pub fn cold_start(opts: &MicroOptions) -> Result<Summary, BenchError> {
 /// No-op dispatch throughput with `active` workers: (tasks/s, exits per task).
 pub fn dispatch(opts: &MicroOptions, active: u32) -> Result<(f64, f64), BenchError> {
     let vm = launch(1, 4, active)?;
-    let b = bar(opts, opts.dispatch_tasks as u64, &format!("dispatch, {active} active"));
+    let b = bar(
+        opts,
+        opts.dispatch_tasks as u64,
+        &format!("dispatch, {active} active"),
+    );
     let exits0: u64 = vm.stats().iter().map(|s| s.exits).sum();
     let t0 = Instant::now();
     let mut tickets = Vec::with_capacity(opts.dispatch_tasks as usize);
@@ -168,13 +188,18 @@ pub fn dispatch(opts: &MicroOptions, active: u32) -> Result<(f64, f64), BenchErr
         tickets.push(vm.submit(TaskSpec::new(TaskKind::Noop, 0))?);
     }
     for t in tickets {
-        t.wait().outcome.map_err(|e| BenchError::Measure(e.to_string()))?;
+        t.wait()
+            .outcome
+            .map_err(|e| BenchError::Measure(e.to_string()))?;
         b.inc(1);
     }
     let secs = t0.elapsed().as_secs_f64();
     let exits: u64 = vm.stats().iter().map(|s| s.exits).sum::<u64>() - exits0;
     b.finish_and_clear();
-    Ok((opts.dispatch_tasks as f64 / secs, exits as f64 / opts.dispatch_tasks as f64))
+    Ok((
+        opts.dispatch_tasks as f64 / secs,
+        exits as f64 / opts.dispatch_tasks as f64,
+    ))
 }
 
 /// CPU used by a sleeping worker's thread over one second.
@@ -207,22 +232,47 @@ pub fn run(opts: &MicroOptions) -> Result<MicroReport, BenchError> {
         dispatch_tasks_per_s,
         exits_per_task,
         sleeping_worker_cpu_ns: sleeping_cpu()?,
-        host_cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        host_cores: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
     })
 }
 
 impl MicroReport {
     /// The report as a Markdown table.
     pub fn markdown(&self) -> String {
-        let us = |s: &Summary| format!("{:.1} | {:.1} | {:.1} | {}", s.p50 as f64 / 1e3, s.p99 as f64 / 1e3, s.max as f64 / 1e3, s.n);
+        let us = |s: &Summary| {
+            format!(
+                "{:.1} | {:.1} | {:.1} | {}",
+                s.p50 as f64 / 1e3,
+                s.p99 as f64 / 1e3,
+                s.max as f64 / 1e3,
+                s.n
+            )
+        };
         let mut m = String::from("# ditto bench micro\n\n| measure | p50 (µs) | p99 (µs) | max (µs) | samples |\n|---|---|---|---|---|\n");
-        m += &format!("| doorbell exit round trip | {} |\n", us(&self.exit_roundtrip_ns));
-        m += &format!("| worker wake latency (wake → task starts in guest) | {} |\n", us(&self.wake_latency_ns));
-        m += &format!("| wake → host dispatch | {} |\n", us(&self.wake_to_dispatch_ns));
-        m += &format!("| cold start, 1+4 vCPUs, 64 MiB | {} |\n", us(&self.cold_start_ns));
+        m += &format!(
+            "| doorbell exit round trip | {} |\n",
+            us(&self.exit_roundtrip_ns)
+        );
+        m += &format!(
+            "| worker wake latency (wake → task starts in guest) | {} |\n",
+            us(&self.wake_latency_ns)
+        );
+        m += &format!(
+            "| wake → host dispatch | {} |\n",
+            us(&self.wake_to_dispatch_ns)
+        );
+        m += &format!(
+            "| cold start, 1+4 vCPUs, 64 MiB | {} |\n",
+            us(&self.cold_start_ns)
+        );
         m += "\n| active workers | no-op tasks/s | VM exits per task |\n|---|---|---|\n";
         for (k, r) in &self.dispatch_tasks_per_s {
-            m += &format!("| {k} | {r:.0} | {:.3} |\n", self.exits_per_task.get(k).copied().unwrap_or(0.0));
+            m += &format!(
+                "| {k} | {r:.0} | {:.3} |\n",
+                self.exits_per_task.get(k).copied().unwrap_or(0.0)
+            );
         }
         m += &format!(
             "\nSleeping worker CPU over 1 s: {} ns. Host cores: {}.\n",

@@ -26,7 +26,9 @@ pub struct Summary {
 impl Summary {
     /// Summarise `samples` (any order). Empty input gives all zeros.
     pub fn of(samples: &[u64]) -> Summary {
-        let Ok(mut h) = Histogram::<u64>::new(3) else { return Summary::default() };
+        let Ok(mut h) = Histogram::<u64>::new(3) else {
+            return Summary::default();
+        };
         for &s in samples {
             // Auto-resizing histogram: recording never fails for u64 values.
             let _ = h.record(s.max(1));

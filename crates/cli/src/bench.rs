@@ -39,7 +39,11 @@ pub fn run(cmd: BenchCommand) -> Result<ExitCode> {
             if a.samples == 0 || a.dispatch_tasks == 0 {
                 anyhow::bail!("--samples and --dispatch-tasks must be at least 1");
             }
-            let opts = MicroOptions { samples: a.samples, dispatch_tasks: a.dispatch_tasks, progress: !a.json };
+            let opts = MicroOptions {
+                samples: a.samples,
+                dispatch_tasks: a.dispatch_tasks,
+                progress: !a.json,
+            };
             let report = micro::run(&opts)?;
             let md = report.markdown();
             let (json_path, md_path) = ditto_bench::report::write(&a.out, "micro", &report, &md)?;

@@ -59,7 +59,8 @@ pub fn parse_task(s: &str) -> Result<TaskSpec> {
     };
     let num = |what: &str| -> Result<u64> {
         let a = arg.with_context(|| format!("task '{name}' needs a number: {name}:{what}"))?;
-        a.parse::<u64>().with_context(|| format!("'{a}' is not a valid {what} for task '{name}'"))
+        a.parse::<u64>()
+            .with_context(|| format!("'{a}' is not a valid {what} for task '{name}'"))
     };
     Ok(match name {
         "noop" => TaskSpec::new(TaskKind::Noop, 0),
@@ -108,7 +109,9 @@ fn run_vm(a: RunArgs) -> Result<ExitCode> {
     };
     let vm = Vm::launch(cfg, ditto_guest_image::GUEST_ELF)?;
     let t0 = Instant::now();
-    let tickets = (0..a.tasks).map(|_| vm.submit(spec.clone())).collect::<Result<Vec<_>, _>>()?;
+    let tickets = (0..a.tasks)
+        .map(|_| vm.submit(spec.clone()))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut errors = Vec::new();
     let (mut ok, mut failed) = (0u64, 0u64);
     for t in tickets {
@@ -139,18 +142,35 @@ fn run_vm(a: RunArgs) -> Result<ExitCode> {
     } else {
         print_table(&report);
     }
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(2) })
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
 }
 
 fn print_table(r: &RunReport) {
-    println!("launch measurement (SHA-384, {} entries): {}", r.measured_entries, r.measurement);
+    println!(
+        "launch measurement (SHA-384, {} entries): {}",
+        r.measured_entries, r.measurement
+    );
     println!(
         "launched in {:.2} ms; {} tasks completed, {} failed in {:.1} ms ({:.0} tasks/s)\n",
         r.launch_ms, r.tasks_completed, r.tasks_failed, r.wall_ms, r.tasks_per_s
     );
     println!(
         "{:>4} {:<8} {:<11} {:>8} {:>7} {:>9} {:>8} {:>7} {:>11} {:>11} {:>11}",
-        "vcpu", "kind", "state", "tasks", "failed", "checkins", "exits", "resets", "busy ms", "asleep ms", "reserved ms"
+        "vcpu",
+        "kind",
+        "state",
+        "tasks",
+        "failed",
+        "checkins",
+        "exits",
+        "resets",
+        "busy ms",
+        "asleep ms",
+        "reserved ms"
     );
     for v in &r.vcpus {
         let state = v.state.map(|s| format!("{s:?}")).unwrap_or_default();
@@ -185,6 +205,9 @@ mod tests {
         assert_eq!(parse_task("echo:hi").expect("valid").input, b"hi");
         assert!(parse_task("spin").is_err());
         assert!(parse_task("spin:x").is_err());
-        assert!(parse_task("bogus").unwrap_err().to_string().contains("unknown task"));
+        assert!(parse_task("bogus")
+            .unwrap_err()
+            .to_string()
+            .contains("unknown task"));
     }
 }

@@ -12,6 +12,10 @@ mod tests {
     fn image_is_an_x86_64_elf() {
         assert_eq!(&super::GUEST_ELF[..4], b"\x7fELF");
         assert_eq!(super::GUEST_ELF[4], 2, "64-bit");
-        assert_eq!(u16::from_le_bytes([super::GUEST_ELF[18], super::GUEST_ELF[19]]), 62, "x86-64");
+        assert_eq!(
+            u16::from_le_bytes([super::GUEST_ELF[18], super::GUEST_ELF[19]]),
+            62,
+            "x86-64"
+        );
     }
 }

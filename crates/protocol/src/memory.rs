@@ -112,32 +112,36 @@ pub enum PageType {
     Shared = 4,
 }
 
+// The layout is checked at compile time: a change that makes regions overlap does not build.
+const _: () = {
+    assert!(PD_GPA + PD_COUNT * PAGE_SIZE <= GDT_GPA);
+    let gdt_size = SEL_TSS_BASE as u64 + 16 * crate::MAX_VCPUS as u64;
+    assert!(GDT_GPA + gdt_size <= IDT_GPA);
+    assert!(IDT_GPA + 16 * IDT_ENTRIES <= TSS_GPA);
+    assert!(TSS_GPA + TSS_SLOT_SIZE * crate::MAX_VCPUS as u64 <= CPL0_STACKS_GPA);
+    assert!(CPL0_STACKS_GPA + CPL0_STACK_SIZE * crate::MAX_VCPUS as u64 <= SYSTEM_AREA_SIZE);
+    assert!(BOOT_INFO_GPA + core::mem::size_of::<crate::BootInfo>() as u64 <= GUEST_IMAGE_BASE);
+    // A TSS (104 bytes) plus an I/O bitmap covering the doorbell plus the 0xFF byte fits.
+    let bitmap = (crate::DOORBELL_PORT + crate::DOORBELL_WIDTH) as u64 / 8 + 2;
+    assert!(104 + bitmap <= TSS_SLOT_SIZE);
+    // Every mailbox fits in the window, and the window in the mapped GiBs.
+    let n = crate::MAX_VCPUS as u32;
+    assert!(mailbox_gpa(n - 1) + MAILBOX_STRIDE <= SHARED_WINDOW_GPA + shared_window_size(n));
+    assert!(shared_window_size(1).is_multiple_of(LARGE_PAGE_SIZE));
+    assert!(SHARED_WINDOW_GPA + shared_window_size(n) <= PD_COUNT << 30);
+    assert!(core::mem::size_of::<crate::Mailbox>() as u64 <= MAILBOX_IN_OFFSET);
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn regions_do_not_overlap() {
-        assert!(PD_GPA + PD_COUNT * PAGE_SIZE <= GDT_GPA);
-        let gdt_size = SEL_TSS_BASE as u64 + 16 * crate::MAX_VCPUS as u64;
-        assert!(GDT_GPA + gdt_size <= IDT_GPA);
-        assert!(IDT_GPA + 16 * IDT_ENTRIES <= TSS_GPA);
-        assert!(TSS_GPA + TSS_SLOT_SIZE * crate::MAX_VCPUS as u64 <= CPL0_STACKS_GPA);
-        assert!(
-            CPL0_STACKS_GPA + CPL0_STACK_SIZE * crate::MAX_VCPUS as u64 <= SYSTEM_AREA_SIZE
-        );
-        assert!(BOOT_INFO_GPA + core::mem::size_of::<crate::BootInfo>() as u64 <= GUEST_IMAGE_BASE);
-        // The TSS (104 bytes) plus an I/O bitmap covering the doorbell plus 0xFF fits.
-        let bitmap = (crate::DOORBELL_PORT + crate::DOORBELL_WIDTH) as u64 / 8 + 2;
-        assert!(104 + bitmap <= TSS_SLOT_SIZE);
-    }
-
-    #[test]
-    fn mailboxes_fit_in_window() {
-        let n = crate::MAX_VCPUS as u32;
-        let end = mailbox_gpa(n - 1) + MAILBOX_STRIDE;
-        assert!(end <= SHARED_WINDOW_GPA + shared_window_size(n));
-        assert_eq!(shared_window_size(1) % LARGE_PAGE_SIZE, 0);
-        assert!(SHARED_WINDOW_GPA + shared_window_size(n) <= PD_COUNT << 30);
+    fn mailboxes_are_disjoint_and_ordered() {
+        for id in 0..crate::MAX_VCPUS as u32 - 1 {
+            assert_eq!(mailbox_gpa(id + 1) - mailbox_gpa(id), MAILBOX_STRIDE);
+        }
+        assert_eq!(mailbox_gpa(0), SHARED_WINDOW_GPA + CONTROL_PAGE_SIZE);
+        assert_eq!(shared_window_size(2), 6 << 20);
     }
 }

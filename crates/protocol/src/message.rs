@@ -231,7 +231,11 @@ impl fmt::Display for ProtocolError {
 
 fn check_len(what: &'static str, len: u32, max: usize) -> Result<u32, ProtocolError> {
     if len as usize > max {
-        return Err(ProtocolError::TooLong { what, len: len as u64, max: max as u64 });
+        return Err(ProtocolError::TooLong {
+            what,
+            len: len as u64,
+            max: max as u64,
+        });
     }
     Ok(len)
 }
@@ -241,7 +245,10 @@ fn check_len(what: &'static str, len: u32, max: usize) -> Result<u32, ProtocolEr
 pub fn decode_guest_message(doorbell: u32, mb: &Mailbox) -> Result<GuestMessage, ProtocolError> {
     let kind = GuestMsgKind::try_from(doorbell)?;
     if mb.g_kind != doorbell {
-        return Err(ProtocolError::KindMismatch { doorbell, mailbox: mb.g_kind });
+        return Err(ProtocolError::KindMismatch {
+            doorbell,
+            mailbox: mb.g_kind,
+        });
     }
     Ok(match kind {
         GuestMsgKind::Ready => {
@@ -272,7 +279,9 @@ pub fn decode_guest_message(doorbell: u32, mb: &Mailbox) -> Result<GuestMessage,
                 },
             }
         }
-        GuestMsgKind::Log => GuestMessage::Log { len: check_len("Log line", mb.g_len, OUT_BUF_SIZE)? },
+        GuestMsgKind::Log => GuestMessage::Log {
+            len: check_len("Log line", mb.g_len, OUT_BUF_SIZE)?,
+        },
         GuestMsgKind::Ping => GuestMessage::Ping,
     })
 }
@@ -334,13 +343,22 @@ mod tests {
         let m = checkin(7, 0, 3);
         assert_eq!(
             decode_guest_message(2, &m),
-            Ok(GuestMessage::CheckIn { seq: 7, status: TaskStatus::Ok, len: 3, value: 42 })
+            Ok(GuestMessage::CheckIn {
+                seq: 7,
+                status: TaskStatus::Ok,
+                len: 3,
+                value: 42
+            })
         );
     }
 
     #[test]
     fn ready_checks_version() {
-        let mut m = Mailbox { g_kind: 1, g_seq: ABI_VERSION as u64, ..Mailbox::default() };
+        let mut m = Mailbox {
+            g_kind: 1,
+            g_seq: ABI_VERSION as u64,
+            ..Mailbox::default()
+        };
         assert_eq!(decode_guest_message(1, &m), Ok(GuestMessage::Ready));
         m.g_seq = 99;
         assert_eq!(
@@ -354,7 +372,10 @@ mod tests {
         let m = checkin(1, 0, 0);
         assert!(matches!(
             decode_guest_message(0xdead, &m),
-            Err(ProtocolError::UnknownValue { what: "GuestMsgKind", value: 0xdead })
+            Err(ProtocolError::UnknownValue {
+                what: "GuestMsgKind",
+                value: 0xdead
+            })
         ));
         assert!(matches!(
             decode_guest_message(GuestMsgKind::Ping as u32, &m),
@@ -362,7 +383,10 @@ mod tests {
         ));
         assert!(matches!(
             decode_guest_message(2, &checkin(1, 9, 0)),
-            Err(ProtocolError::UnknownValue { what: "TaskStatus", value: 9 })
+            Err(ProtocolError::UnknownValue {
+                what: "TaskStatus",
+                value: 9
+            })
         ));
         let too_long = OUT_BUF_SIZE as u32 + 1;
         assert!(matches!(
@@ -375,26 +399,54 @@ mod tests {
 
     #[test]
     fn fault_vectors_are_validated() {
-        let mut m = Mailbox { g_kind: 3, fault_vector: 14, fault_addr: 0x1000, ..Mailbox::default() };
+        let mut m = Mailbox {
+            g_kind: 3,
+            fault_vector: 14,
+            fault_addr: 0x1000,
+            ..Mailbox::default()
+        };
         assert!(matches!(
             decode_guest_message(3, &m),
-            Ok(GuestMessage::Fault { vector: 14, addr: 0x1000, len: 0, .. })
+            Ok(GuestMessage::Fault {
+                vector: 14,
+                addr: 0x1000,
+                len: 0,
+                ..
+            })
         ));
         m.fault_vector = 40;
-        assert_eq!(decode_guest_message(3, &m), Err(ProtocolError::BadVector(40)));
+        assert_eq!(
+            decode_guest_message(3, &m),
+            Err(ProtocolError::BadVector(40))
+        );
         m.fault_vector = FAULT_PANIC;
         m.g_len = 12;
-        assert!(matches!(decode_guest_message(3, &m), Ok(GuestMessage::Fault { len: 12, .. })));
+        assert!(matches!(
+            decode_guest_message(3, &m),
+            Ok(GuestMessage::Fault { len: 12, .. })
+        ));
         m.g_len = u32::MAX;
         assert!(decode_guest_message(3, &m).is_err());
     }
 
     #[test]
     fn host_messages_are_validated() {
-        let mut m = Mailbox { h_kind: 1, h_task: 2, h_seq: 5, h_arg: 100, h_len: 0, ..Mailbox::default() };
+        let mut m = Mailbox {
+            h_kind: 1,
+            h_task: 2,
+            h_seq: 5,
+            h_arg: 100,
+            h_len: 0,
+            ..Mailbox::default()
+        };
         assert_eq!(
             decode_host_message(&m),
-            Ok(TaskRequest { seq: 5, kind: TaskKind::Spin, arg: 100, len: 0 })
+            Ok(TaskRequest {
+                seq: 5,
+                kind: TaskKind::Spin,
+                arg: 100,
+                len: 0
+            })
         );
         m.h_task = 1000;
         assert!(decode_host_message(&m).is_err());
@@ -408,7 +460,13 @@ mod tests {
 
     #[test]
     fn every_enum_round_trips() {
-        for k in [GuestMsgKind::Ready, GuestMsgKind::CheckIn, GuestMsgKind::Fault, GuestMsgKind::Log, GuestMsgKind::Ping] {
+        for k in [
+            GuestMsgKind::Ready,
+            GuestMsgKind::CheckIn,
+            GuestMsgKind::Fault,
+            GuestMsgKind::Log,
+            GuestMsgKind::Ping,
+        ] {
             assert_eq!(GuestMsgKind::try_from(k as u32), Ok(k));
         }
         for t in 0..=8u32 {

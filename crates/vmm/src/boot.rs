@@ -11,7 +11,9 @@ use crate::loader::GuestImage;
 use crate::measure::{LaunchDigest, Measurement};
 use crate::memory::PrivateMemory;
 use ditto_protocol::memory::*;
-use ditto_protocol::{BootInfo, VcpuBootInfo, VcpuKind, ABI_VERSION, BOOT_MAGIC, DOORBELL_PORT, DOORBELL_WIDTH};
+use ditto_protocol::{
+    BootInfo, VcpuBootInfo, VcpuKind, ABI_VERSION, BOOT_MAGIC, DOORBELL_PORT, DOORBELL_WIDTH,
+};
 use kvm_bindings::{kvm_regs, kvm_segment, kvm_sregs};
 
 /// Where one vCPU's stack and heap are.
@@ -62,7 +64,12 @@ pub fn plan(config: &VmConfig, image_end: u64) -> MemoryPlan {
             heap_size: heap_each,
         })
         .collect();
-    MemoryPlan { mem_size, image_end, vcpus, guards }
+    MemoryPlan {
+        mem_size,
+        image_end,
+        vcpus,
+        guards,
+    }
 }
 
 const PTE_P: u64 = 1;
@@ -102,7 +109,11 @@ pub fn page_tables(plan: &MemoryPlan, window_size: u64) -> Vec<(u64, Vec<u8>)> {
         addr += LARGE_PAGE_SIZE;
     }
     let mut out = vec![(PML4_GPA, pml4), (PDPT_GPA, pdpt)];
-    out.extend(pds.into_iter().enumerate().map(|(i, pd)| (PD_GPA + i as u64 * PAGE_SIZE, pd)));
+    out.extend(
+        pds.into_iter()
+            .enumerate()
+            .map(|(i, pd)| (PD_GPA + i as u64 * PAGE_SIZE, pd)),
+    );
     out
 }
 
@@ -195,7 +206,11 @@ pub fn boot_info(config: &VmConfig, plan: &MemoryPlan) -> BootInfo {
         b.vcpus[i] = VcpuBootInfo {
             self_ptr: vcpu_info_gpa(id),
             vcpu_id: id,
-            kind: if id < config.regular { VcpuKind::Regular } else { VcpuKind::Worker } as u32,
+            kind: if id < config.regular {
+                VcpuKind::Regular
+            } else {
+                VcpuKind::Worker
+            } as u32,
             mailbox: mailbox_gpa(id),
             stack_top: v.stack_top,
             heap_base: v.heap_base,
@@ -277,7 +292,11 @@ pub fn initial_sregs(mut s: kvm_sregs, id: u32, vcpus: u32) -> kvm_sregs {
         s: 0,
         ..Default::default()
     };
-    s.ldt = kvm_segment { type_: 0x2, unusable: 1, ..Default::default() };
+    s.ldt = kvm_segment {
+        type_: 0x2,
+        unusable: 1,
+        ..Default::default()
+    };
     s.gdt.base = GDT_GPA;
     s.gdt.limit = (SEL_TSS_BASE as u32 + 16 * vcpus - 1) as u16;
     s.idt.base = IDT_GPA;
@@ -346,12 +365,22 @@ pub fn measure(
     let mut next = 0u64; // first page not yet measured
     let zero = |d: &mut LaunchDigest, from: u64, to: u64| {
         if to > from {
-            d.update(ditto_protocol::memory::PageType::Zero, from * PAGE_SIZE, (to - from) * PAGE_SIZE, None);
+            d.update(
+                ditto_protocol::memory::PageType::Zero,
+                from * PAGE_SIZE,
+                (to - from) * PAGE_SIZE,
+                None,
+            );
         }
     };
     for page in mem.written_pages() {
         zero(&mut d, next, page);
-        d.update(PageType::Normal, page * PAGE_SIZE, PAGE_SIZE, Some(&mem.page(page)?));
+        d.update(
+            PageType::Normal,
+            page * PAGE_SIZE,
+            PAGE_SIZE,
+            Some(&mem.page(page)?),
+        );
         next = page + 1;
     }
     zero(&mut d, next, mem.size() / PAGE_SIZE);
@@ -367,7 +396,13 @@ mod tests {
     use super::*;
 
     fn cfg(regular: u32, workers: u32, mib: u64) -> VmConfig {
-        VmConfig { regular, workers, active: workers, memory_mib: mib, ..Default::default() }
+        VmConfig {
+            regular,
+            workers,
+            active: workers,
+            memory_mib: mib,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -377,7 +412,10 @@ mod tests {
         assert_eq!(p.vcpus.len(), 5);
         let mut prev_end = p.image_end;
         for v in &p.vcpus {
-            assert!(v.stack_top - USER_STACK_SIZE >= prev_end + LARGE_PAGE_SIZE, "guard below stack");
+            assert!(
+                v.stack_top - USER_STACK_SIZE >= prev_end + LARGE_PAGE_SIZE,
+                "guard below stack"
+            );
             prev_end = v.stack_top;
         }
         for w in p.vcpus.windows(2) {
@@ -403,8 +441,16 @@ mod tests {
         assert_ne!(entry(GUEST_IMAGE_BASE) & PTE_US, 0);
         assert_eq!(entry(p.guards[0]) & PTE_P, 0, "guard page unmapped");
         assert_eq!(entry(c.memory_bytes()) & PTE_P, 0, "nothing past memory");
-        let pd2 = &pts.iter().find(|(g, _)| *g == PD_GPA + 2 * PAGE_SIZE).expect("PD 2").1;
-        assert_ne!(u64::from_le_bytes(pd2[..8].try_into().expect("8 bytes")) & PTE_US, 0, "window mapped");
+        let pd2 = &pts
+            .iter()
+            .find(|(g, _)| *g == PD_GPA + 2 * PAGE_SIZE)
+            .expect("PD 2")
+            .1;
+        assert_ne!(
+            u64::from_le_bytes(pd2[..8].try_into().expect("8 bytes")) & PTE_US,
+            0,
+            "window mapped"
+        );
     }
 
     #[test]

@@ -104,22 +104,67 @@ mod tests {
 
     #[test]
     fn default_is_valid() {
-        VmConfig::default().validate(1 << 20).expect("default config is valid");
+        VmConfig::default()
+            .validate(1 << 20)
+            .expect("default config is valid");
     }
 
     #[test]
     fn rejects_bad_configs_with_clear_messages() {
-        let c = VmConfig { regular: 0, ..Default::default() };
-        assert!(c.validate(0).unwrap_err().to_string().contains("at least one regular"));
-        let c = VmConfig { regular: 1, workers: 64, active: 0, ..Default::default() };
-        assert!(c.validate(0).unwrap_err().to_string().contains("exceeds the maximum of 64"));
-        let c = VmConfig { memory_mib: 4, ..Default::default() };
-        assert!(c.validate(0).unwrap_err().to_string().contains("too little"));
-        let c = VmConfig { active: 5, ..Default::default() };
-        assert!(c.validate(0).unwrap_err().to_string().contains("only 4 workers"));
-        let c = VmConfig { memory_mib: 4096, ..Default::default() };
-        assert!(c.validate(0).unwrap_err().to_string().contains("exceeds the maximum"));
-        let c = VmConfig { regular: 1, workers: 63, active: 63, memory_mib: 1024, ..Default::default() };
+        let c = VmConfig {
+            regular: 0,
+            ..Default::default()
+        };
+        assert!(c
+            .validate(0)
+            .unwrap_err()
+            .to_string()
+            .contains("at least one regular"));
+        let c = VmConfig {
+            regular: 1,
+            workers: 64,
+            active: 0,
+            ..Default::default()
+        };
+        assert!(c
+            .validate(0)
+            .unwrap_err()
+            .to_string()
+            .contains("exceeds the maximum of 64"));
+        let c = VmConfig {
+            memory_mib: 4,
+            ..Default::default()
+        };
+        assert!(c
+            .validate(0)
+            .unwrap_err()
+            .to_string()
+            .contains("too little"));
+        let c = VmConfig {
+            active: 5,
+            ..Default::default()
+        };
+        assert!(c
+            .validate(0)
+            .unwrap_err()
+            .to_string()
+            .contains("only 4 workers"));
+        let c = VmConfig {
+            memory_mib: 4096,
+            ..Default::default()
+        };
+        assert!(c
+            .validate(0)
+            .unwrap_err()
+            .to_string()
+            .contains("exceeds the maximum"));
+        let c = VmConfig {
+            regular: 1,
+            workers: 63,
+            active: 63,
+            memory_mib: 1024,
+            ..Default::default()
+        };
         c.validate(1 << 20).expect("64 vCPUs fit in 1 GiB");
     }
 }

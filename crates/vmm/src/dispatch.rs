@@ -32,7 +32,12 @@ pub struct TaskSpec {
 impl TaskSpec {
     /// A task with no input and no deadline.
     pub fn new(kind: TaskKind, arg: u64) -> Self {
-        Self { kind, arg, input: Vec::new(), timeout: None }
+        Self {
+            kind,
+            arg,
+            input: Vec::new(),
+            timeout: None,
+        }
     }
 
     /// Set a deadline.
@@ -289,7 +294,11 @@ impl VcpuCtl {
     /// Statistics including the time spent so far in the current state.
     pub fn snapshot(&self, now: Instant) -> VcpuStats {
         let mut s = self.stats.clone();
-        account(&mut s, self.state, now.saturating_duration_since(self.since).as_nanos() as u64);
+        account(
+            &mut s,
+            self.state,
+            now.saturating_duration_since(self.since).as_nanos() as u64,
+        );
         s.state = Some(self.state);
         s
     }
@@ -332,7 +341,14 @@ impl Dispatch {
         let vcpus = (0..regular + workers)
             .map(|id| VcpuCtl::new(id, id < regular, id < regular + active, now))
             .collect();
-        Self { queue: VecDeque::new(), vcpus, next_seq: 1, shutdown: false, registered: 0, boot_error: None }
+        Self {
+            queue: VecDeque::new(),
+            vcpus,
+            next_seq: 1,
+            shutdown: false,
+            registered: 0,
+            boot_error: None,
+        }
     }
 
     /// Decide what vCPU `id`, now at a check-in with no task, does next. On `Run` the
@@ -377,7 +393,9 @@ impl Dispatch {
         self.vcpus
             .iter()
             .enumerate()
-            .filter(|(_, v)| !v.regular && v.state == VcpuState::ActiveIdle && v.want_awake && !v.notified)
+            .filter(|(_, v)| {
+                !v.regular && v.state == VcpuState::ActiveIdle && v.want_awake && !v.notified
+            })
             .map(|(i, _)| i)
     }
 
@@ -409,16 +427,28 @@ impl Dispatch {
 
     /// Number of workers wanted awake.
     pub fn awake_workers(&self) -> u32 {
-        self.vcpus.iter().filter(|v| !v.regular && v.want_awake && v.state != VcpuState::Failed).count() as u32
+        self.vcpus
+            .iter()
+            .filter(|v| !v.regular && v.want_awake && v.state != VcpuState::Failed)
+            .count() as u32
     }
 
     /// Choose workers to wake or sleep so that `k` are wanted awake: wake the lowest
     /// sleeping ids; sleep idle workers before busy ones (which drain).
     pub fn plan_active(&self, k: u32) -> Vec<(usize, bool)> {
         let awake = self.awake_workers();
-        let workers = || self.vcpus.iter().enumerate().filter(|(_, v)| !v.regular && v.state != VcpuState::Failed);
+        let workers = || {
+            self.vcpus
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| !v.regular && v.state != VcpuState::Failed)
+        };
         if k > awake {
-            workers().filter(|(_, v)| !v.want_awake).take((k - awake) as usize).map(|(i, _)| (i, true)).collect()
+            workers()
+                .filter(|(_, v)| !v.want_awake)
+                .take((k - awake) as usize)
+                .map(|(i, _)| (i, true))
+                .collect()
         } else {
             let mut candidates: Vec<(usize, bool)> = workers()
                 .filter(|(_, v)| v.want_awake)
@@ -426,7 +456,11 @@ impl Dispatch {
                 .collect();
             // Idle first, then busy; higher ids first within each group.
             candidates.sort_by_key(|&(i, busy)| (busy, std::cmp::Reverse(i)));
-            candidates.into_iter().take((awake - k) as usize).map(|(i, _)| (i, false)).collect()
+            candidates
+                .into_iter()
+                .take((awake - k) as usize)
+                .map(|(i, _)| (i, false))
+                .collect()
         }
     }
 }
@@ -453,8 +487,14 @@ mod tests {
         let mut d = Dispatch::new(1, 2, 1, now);
         let (p, _rx) = pending(1);
         d.queue.push_back(p);
-        assert!(matches!(d.next_for(0, now), Next::Wait), "regular vCPU takes no task");
-        assert!(matches!(d.next_for(2, now), Next::Wait), "sleeping worker takes no task");
+        assert!(
+            matches!(d.next_for(0, now), Next::Wait),
+            "regular vCPU takes no task"
+        );
+        assert!(
+            matches!(d.next_for(2, now), Next::Wait),
+            "sleeping worker takes no task"
+        );
         assert_eq!(d.vcpus[2].state, VcpuState::Sleeping);
         assert!(matches!(d.next_for(1, now), Next::Run));
         assert_eq!(d.vcpus[1].current.as_ref().map(|p| p.seq), Some(1));

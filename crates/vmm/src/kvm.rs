@@ -13,18 +13,31 @@ pub fn open(path: &str) -> Result<Kvm> {
         return Err(VmmError::KvmMissing { path: path.into() });
     }
     // Open it ourselves first for a precise error (permission vs. anything else).
-    if let Err(source) = std::fs::OpenOptions::new().read(true).write(true).open(path) {
-        return Err(VmmError::KvmOpen { path: path.into(), source });
+    if let Err(source) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+    {
+        return Err(VmmError::KvmOpen {
+            path: path.into(),
+            source,
+        });
     }
     let kvm = Kvm::new_with_path(
-        std::ffi::CString::new(path).map_err(|_| VmmError::Config("KVM path contains NUL".into()))?,
+        std::ffi::CString::new(path)
+            .map_err(|_| VmmError::Config("KVM path contains NUL".into()))?,
     )
-    .map_err(|e| VmmError::KvmOpen { path: path.into(), source: e.into() })?;
+    .map_err(|e| VmmError::KvmOpen {
+        path: path.into(),
+        source: e.into(),
+    })?;
     let version = kvm.get_api_version();
     if version != kvm_bindings::KVM_API_VERSION as i32 {
         return Err(VmmError::KvmOpen {
             path: path.into(),
-            source: std::io::Error::other(format!("not a KVM device (API version query gave {version})")),
+            source: std::io::Error::other(format!(
+                "not a KVM device (API version query gave {version})"
+            )),
         });
     }
     Ok(kvm)
@@ -44,6 +57,8 @@ pub fn supported_cpuid(kvm: &Kvm) -> Result<CpuId> {
     if let Some(c) = CPUID.get() {
         return Ok(c.clone());
     }
-    let c = kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(kvm_err("get supported CPUID"))?;
+    let c = kvm
+        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+        .map_err(kvm_err("get supported CPUID"))?;
     Ok(CPUID.get_or_init(|| c).clone())
 }

@@ -129,7 +129,10 @@ impl Vm {
         let mut private = PrivateMemory::new(plan.mem_size)?;
         boot::populate(&mut private, &config, &image, &plan)?;
         let window = SharedWindow::new(config.vcpus())?;
-        for (slot, r) in [private.kvm_range(), window.kvm_range()].into_iter().enumerate() {
+        for (slot, r) in [private.kvm_range(), window.kvm_range()]
+            .into_iter()
+            .enumerate()
+        {
             let region = kvm_userspace_memory_region {
                 slot: slot as u32,
                 flags: 0,
@@ -148,14 +151,21 @@ impl Vm {
         for id in 0..config.vcpus() {
             let fd = vm.create_vcpu(id as u64).map_err(kvm_err("create vCPU"))?;
             fd.set_cpuid2(&cpuid).map_err(kvm_err("set CPUID"))?;
-            let sregs = boot::initial_sregs(fd.get_sregs().map_err(kvm_err("get sregs"))?, id, config.vcpus());
+            let sregs = boot::initial_sregs(
+                fd.get_sregs().map_err(kvm_err("get sregs"))?,
+                id,
+                config.vcpus(),
+            );
             let regs = boot::initial_regs(image.entry, id, &plan);
             fd.set_sregs(&sregs).map_err(kvm_err("set sregs"))?;
             fd.set_regs(&regs).map_err(kvm_err("set regs"))?;
             vcpus.push(fd);
             inits.push(InitState { regs, sregs });
         }
-        let vmsas: Vec<Vec<u8>> = inits.iter().map(|i| boot::vmsa_bytes(&i.regs, &i.sregs)).collect();
+        let vmsas: Vec<Vec<u8>> = inits
+            .iter()
+            .map(|i| boot::vmsa_bytes(&i.regs, &i.sregs))
+            .collect();
         let window_size = ditto_protocol::memory::shared_window_size(config.vcpus());
         let (measurement, measured_entries) = boot::measure(&private, window_size, &vmsas)?;
         let private = private.seal();
@@ -163,7 +173,12 @@ impl Vm {
         let now = Instant::now();
         let shared = Arc::new(VmShared {
             window,
-            dispatch: Mutex::new(Dispatch::new(config.regular, config.workers, config.active, now)),
+            dispatch: Mutex::new(Dispatch::new(
+                config.regular,
+                config.workers,
+                config.active,
+                now,
+            )),
             cvs: (0..config.vcpus()).map(|_| Condvar::new()).collect(),
             launch_cv: Condvar::new(),
             watch_cv: Condvar::new(),
@@ -223,7 +238,11 @@ impl Vm {
                 drop(d);
                 return Err(VmmError::Launch(msg));
             }
-            d = shared.launch_cv.wait_timeout(d, left).map(|(g, _)| g).unwrap_or_else(|e| e.into_inner().0);
+            d = shared
+                .launch_cv
+                .wait_timeout(d, left)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
         }
         if let Some(e) = d.boot_error.clone() {
             drop(d);
@@ -269,7 +288,9 @@ impl Vm {
             )));
         }
         if self.config.workers == 0 {
-            return Err(VmmError::InvalidArgument("This VM has no worker vCPUs to run tasks".into()));
+            return Err(VmmError::InvalidArgument(
+                "This VM has no worker vCPUs to run tasks".into(),
+            ));
         }
         let (tx, rx) = mpsc::channel();
         let mut d = self.shared.lock();
@@ -278,7 +299,13 @@ impl Vm {
         }
         let seq = d.next_seq;
         d.next_seq += 1;
-        d.queue.push_back(Pending { seq, spec, reply: tx, submitted: Instant::now(), dispatched: None });
+        d.queue.push_back(Pending {
+            seq,
+            spec,
+            reply: tx,
+            submitted: Instant::now(),
+            dispatched: None,
+        });
         if let Some(id) = d.claim_idle_worker() {
             self.shared.notify(id);
         }
@@ -395,7 +422,13 @@ impl Vm {
 
     /// The guest's most recent log lines, with the vCPU that wrote each.
     pub fn logs(&self) -> Vec<(u32, String)> {
-        self.shared.logs.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
+        self.shared
+            .logs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// Stop the VM: queued tasks fail with [`TaskError::ShutDown`], running vCPUs are
@@ -449,7 +482,9 @@ fn watchdog(shared: &VmShared) {
         let now = Instant::now();
         let mut next: Option<Instant> = None;
         for v in d.vcpus.iter_mut() {
-            let Some(deadline) = v.current.as_ref().and_then(Pending::deadline) else { continue };
+            let Some(deadline) = v.current.as_ref().and_then(Pending::deadline) else {
+                continue;
+            };
             if now >= deadline {
                 if !v.kicked {
                     if let Some(t) = v.pthread {
@@ -461,7 +496,11 @@ fn watchdog(shared: &VmShared) {
                 next = Some(next.map_or(deadline, |n: Instant| n.min(deadline)));
             }
         }
-        let wait = next.map_or(Duration::from_millis(100), |n| n.saturating_duration_since(now)).min(Duration::from_millis(100));
+        let wait = next
+            .map_or(Duration::from_millis(100), |n| {
+                n.saturating_duration_since(now)
+            })
+            .min(Duration::from_millis(100));
         d = shared
             .watch_cv
             .wait_timeout(d, wait.max(Duration::from_micros(100)))
@@ -473,6 +512,9 @@ fn watchdog(shared: &VmShared) {
 /// Give every `VcpuCtl` a `Debug` for diagnostics without exposing internals.
 impl std::fmt::Debug for VcpuCtl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VcpuCtl").field("state", &self.state).field("want_awake", &self.want_awake).finish()
+        f.debug_struct("VcpuCtl")
+            .field("state", &self.state)
+            .field("want_awake", &self.want_awake)
+            .finish()
     }
 }

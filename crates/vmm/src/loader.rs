@@ -43,7 +43,8 @@ pub fn parse(elf: &[u8]) -> Result<GuestImage> {
 }
 
 fn parse_aligned(elf: &[u8]) -> Result<GuestImage> {
-    let header = FileHeader64::<Endianness>::parse(elf).map_err(|e| bad(format!("not an ELF64 file: {e}")))?;
+    let header = FileHeader64::<Endianness>::parse(elf)
+        .map_err(|e| bad(format!("not an ELF64 file: {e}")))?;
     let endian = header.endian().map_err(|e| bad(e.to_string()))?;
     if header.e_machine(endian) != object::elf::EM_X86_64 {
         return Err(bad("not an x86-64 executable"));
@@ -51,41 +52,70 @@ fn parse_aligned(elf: &[u8]) -> Result<GuestImage> {
     let entry = header.e_entry(endian);
     let mut segments = Vec::new();
     let mut end = GUEST_IMAGE_BASE;
-    for ph in header.program_headers(endian, elf).map_err(|e| bad(e.to_string()))? {
+    for ph in header
+        .program_headers(endian, elf)
+        .map_err(|e| bad(e.to_string()))?
+    {
         if ph.p_type(endian) != PT_LOAD {
             continue;
         }
         let gpa = ph.p_vaddr(endian);
         let mem_size = ph.p_memsz(endian);
-        let data = ph.data(endian, elf).map_err(|_| bad("segment data lies outside the file"))?;
-        let seg_end = gpa.checked_add(mem_size).ok_or_else(|| bad("segment wraps around"))?;
-        if gpa < GUEST_IMAGE_BASE || seg_end > PRIVATE_MEMORY_MAX || (data.len() as u64) > mem_size {
+        let data = ph
+            .data(endian, elf)
+            .map_err(|_| bad("segment data lies outside the file"))?;
+        let seg_end = gpa
+            .checked_add(mem_size)
+            .ok_or_else(|| bad("segment wraps around"))?;
+        if gpa < GUEST_IMAGE_BASE || seg_end > PRIVATE_MEMORY_MAX || (data.len() as u64) > mem_size
+        {
             return Err(bad(format!(
                 "segment at {gpa:#x}..{seg_end:#x} lies outside the image region (link at {GUEST_IMAGE_BASE:#x})"
             )));
         }
         end = end.max(seg_end);
-        segments.push(Segment { gpa, data: data.to_vec(), mem_size });
+        segments.push(Segment {
+            gpa,
+            data: data.to_vec(),
+            mem_size,
+        });
     }
     if segments.is_empty() {
         return Err(bad("no loadable segments"));
     }
-    if !segments.iter().any(|s| entry >= s.gpa && entry < s.gpa + s.mem_size) {
-        return Err(bad(format!("entry point {entry:#x} is not inside a loadable segment")));
+    if !segments
+        .iter()
+        .any(|s| entry >= s.gpa && entry < s.gpa + s.mem_size)
+    {
+        return Err(bad(format!(
+            "entry point {entry:#x} is not inside a loadable segment"
+        )));
     }
     let file = object::File::parse(elf).map_err(|e| bad(e.to_string()))?;
     let mut isr = [0u64; IDT_ENTRIES as usize];
     for sym in file.symbols() {
-        if let Some(v) = sym.name().ok().and_then(|n| n.strip_prefix("ditto_isr_")).and_then(|v| v.parse::<usize>().ok()) {
+        if let Some(v) = sym
+            .name()
+            .ok()
+            .and_then(|n| n.strip_prefix("ditto_isr_"))
+            .and_then(|v| v.parse::<usize>().ok())
+        {
             if v < isr.len() {
                 isr[v] = sym.address();
             }
         }
     }
     if let Some(v) = isr.iter().position(|&a| a == 0) {
-        return Err(bad(format!("symbol ditto_isr_{v} (exception stub) is missing")));
+        return Err(bad(format!(
+            "symbol ditto_isr_{v} (exception stub) is missing"
+        )));
     }
-    Ok(GuestImage { entry, segments, end, isr })
+    Ok(GuestImage {
+        entry,
+        segments,
+        end,
+        isr,
+    })
 }
 
 #[cfg(test)]
@@ -96,7 +126,10 @@ mod tests {
     fn parses_the_real_guest() {
         let img = parse(ditto_guest_image::GUEST_ELF).expect("guest parses");
         assert!(img.entry >= GUEST_IMAGE_BASE && img.entry < img.end);
-        assert!(img.isr.iter().all(|&a| a >= GUEST_IMAGE_BASE && a < img.end));
+        assert!(img
+            .isr
+            .iter()
+            .all(|&a| a >= GUEST_IMAGE_BASE && a < img.end));
     }
 
     #[test]

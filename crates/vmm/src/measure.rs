@@ -35,7 +35,10 @@ impl Default for LaunchDigest {
 impl LaunchDigest {
     /// Start a chain.
     pub fn new() -> Self {
-        Self { digest: [0; DIGEST_LEN], entries: 0 }
+        Self {
+            digest: [0; DIGEST_LEN],
+            entries: 0,
+        }
     }
 
     /// Chain one entry.
@@ -81,25 +84,40 @@ mod tests {
             d.update(PageType::Normal, 0x1000, 4096, Some(&page));
             d.update(PageType::Zero, 0x2000, 4096, None);
         });
-        assert_eq!(base, run(&|d| {
-            d.update(PageType::Normal, 0x1000, 4096, Some(&page));
-            d.update(PageType::Zero, 0x2000, 4096, None);
-        }));
-        assert_ne!(base, run(&|d| {
-            d.update(PageType::Zero, 0x2000, 4096, None);
-            d.update(PageType::Normal, 0x1000, 4096, Some(&page));
-        }));
-        assert_ne!(base, run(&|d| {
-            d.update(PageType::Normal, 0x3000, 4096, Some(&page));
-            d.update(PageType::Zero, 0x2000, 4096, None);
-        }));
-        assert_ne!(base, run(&|d| {
-            d.update(PageType::Normal, 0x1000, 4096, Some(&[8u8; 4096]));
-            d.update(PageType::Zero, 0x2000, 4096, None);
-        }));
-        assert_ne!(base, run(&|d| {
-            d.update(PageType::Normal, 0x1000, 4096, Some(&page));
-            d.update(PageType::Shared, 0x2000, 4096, None);
-        }));
+        assert_eq!(
+            base,
+            run(&|d| {
+                d.update(PageType::Normal, 0x1000, 4096, Some(&page));
+                d.update(PageType::Zero, 0x2000, 4096, None);
+            })
+        );
+        assert_ne!(
+            base,
+            run(&|d| {
+                d.update(PageType::Zero, 0x2000, 4096, None);
+                d.update(PageType::Normal, 0x1000, 4096, Some(&page));
+            })
+        );
+        assert_ne!(
+            base,
+            run(&|d| {
+                d.update(PageType::Normal, 0x3000, 4096, Some(&page));
+                d.update(PageType::Zero, 0x2000, 4096, None);
+            })
+        );
+        assert_ne!(
+            base,
+            run(&|d| {
+                d.update(PageType::Normal, 0x1000, 4096, Some(&[8u8; 4096]));
+                d.update(PageType::Zero, 0x2000, 4096, None);
+            })
+        );
+        assert_ne!(
+            base,
+            run(&|d| {
+                d.update(PageType::Normal, 0x1000, 4096, Some(&page));
+                d.update(PageType::Shared, 0x2000, 4096, None);
+            })
+        );
     }
 }

@@ -29,7 +29,14 @@ fn map(gpa: u64, size: u64) -> Result<(GuestMemoryMmap, KvmRange)> {
     let host_addr = mem
         .get_host_address(GuestAddress(gpa))
         .map_err(|e| VmmError::Memory(e.to_string()))? as u64;
-    Ok((mem, KvmRange { gpa, size, host_addr }))
+    Ok((
+        mem,
+        KvmRange {
+            gpa,
+            size,
+            host_addr,
+        },
+    ))
 }
 
 /// Private guest memory during launch.
@@ -43,7 +50,11 @@ impl PrivateMemory {
     /// Map `size` bytes of private memory at guest address 0.
     pub fn new(size: u64) -> Result<Self> {
         let (mem, range) = map(0, size)?;
-        Ok(Self { mem, range, written: BTreeSet::new() })
+        Ok(Self {
+            mem,
+            range,
+            written: BTreeSet::new(),
+        })
     }
 
     /// Size in bytes.
@@ -150,7 +161,9 @@ impl SharedWindow {
     pub fn read_output(&self, id: u32, len: u32) -> Vec<u8> {
         let n = (len as usize).min(OUT_BUF_SIZE);
         let mut buf = vec![0u8; n];
-        let _ = self.mem.read_slice(&mut buf, self.mailbox(id).unchecked_add(MAILBOX_OUT_OFFSET));
+        let _ = self
+            .mem
+            .read_slice(&mut buf, self.mailbox(id).unchecked_add(MAILBOX_OUT_OFFSET));
         buf
     }
 
@@ -158,7 +171,10 @@ impl SharedWindow {
     /// without an exit).
     pub fn started_seq(&self, id: u32) -> u64 {
         self.mem
-            .load::<u64>(self.mailbox(id).unchecked_add(offsets::STARTED_SEQ as u64), Ordering::Acquire)
+            .load::<u64>(
+                self.mailbox(id).unchecked_add(offsets::STARTED_SEQ as u64),
+                Ordering::Acquire,
+            )
             .unwrap_or(0)
     }
 }

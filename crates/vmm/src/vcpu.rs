@@ -21,7 +21,8 @@
 use crate::dispatch::{Next, TaskError, TaskOutput, VcpuState};
 use crate::VmShared;
 use ditto_protocol::{
-    decode_guest_message, vector_name, GuestMessage, HostMsgKind, Mailbox, TaskStatus, DOORBELL_PORT,
+    decode_guest_message, vector_name, GuestMessage, HostMsgKind, Mailbox, TaskStatus,
+    DOORBELL_PORT,
 };
 use kvm_bindings::{kvm_fpu, kvm_regs, kvm_run, kvm_sregs};
 use kvm_ioctls::{VcpuExit, VcpuFd};
@@ -93,12 +94,17 @@ pub(crate) enum ExitClass {
 /// Classify the result of `KVM_RUN`.
 pub(crate) fn classify_exit(exit: Result<VcpuExit<'_>, vmm_sys_util::errno::Error>) -> ExitClass {
     match exit {
-        Ok(VcpuExit::IoOut(port, data)) if port == DOORBELL_PORT => match <[u8; 4]>::try_from(data) {
+        Ok(VcpuExit::IoOut(port, data)) if port == DOORBELL_PORT => match <[u8; 4]>::try_from(data)
+        {
             Ok(b) => ExitClass::Doorbell(u32::from_le_bytes(b)),
             Err(_) => ExitClass::BadDoorbell(data.len()),
         },
-        Ok(VcpuExit::IoOut(port, _)) => ExitClass::Unexpected(format!("write to I/O port {port:#x}")),
-        Ok(VcpuExit::IoIn(port, _)) => ExitClass::Unexpected(format!("read from I/O port {port:#x}")),
+        Ok(VcpuExit::IoOut(port, _)) => {
+            ExitClass::Unexpected(format!("write to I/O port {port:#x}"))
+        }
+        Ok(VcpuExit::IoIn(port, _)) => {
+            ExitClass::Unexpected(format!("read from I/O port {port:#x}"))
+        }
         Ok(VcpuExit::MmioRead(addr, _)) | Ok(VcpuExit::MmioWrite(addr, _)) => {
             ExitClass::Unexpected(format!("access to unmapped guest address {addr:#x}"))
         }
@@ -150,9 +156,9 @@ impl VcpuThread {
             self.exits += 1;
             let flow = match class {
                 ExitClass::Doorbell(value) => self.on_doorbell(value),
-                ExitClass::BadDoorbell(len) => Flow::Reset(Reset::Fail(TaskError::Protocol(format!(
-                    "doorbell write of {len} bytes (expected 4)"
-                )))),
+                ExitClass::BadDoorbell(len) => Flow::Reset(Reset::Fail(TaskError::Protocol(
+                    format!("doorbell write of {len} bytes (expected 4)"),
+                ))),
                 ExitClass::Interrupted => self.on_interrupted(),
                 ExitClass::Unexpected(what) => Flow::Reset(Reset::Fail(TaskError::Fault {
                     vector: 0,
@@ -188,16 +194,34 @@ impl VcpuThread {
             }
             GuestMessage::Log { len } => {
                 let line = self.shared.window.read_output(self.id, len.min(4096));
-                self.shared.push_log(self.id, String::from_utf8_lossy(&line).into_owned());
+                self.shared
+                    .push_log(self.id, String::from_utf8_lossy(&line).into_owned());
                 Flow::Resume
             }
-            GuestMessage::Fault { vector, error: _, rip, addr, len } => {
+            GuestMessage::Fault {
+                vector,
+                error: _,
+                rip,
+                addr,
+                len,
+            } => {
                 let message = if len > 0 {
-                    format!(": {}", String::from_utf8_lossy(&self.shared.window.read_output(self.id, len.min(4096))))
+                    format!(
+                        ": {}",
+                        String::from_utf8_lossy(
+                            &self.shared.window.read_output(self.id, len.min(4096))
+                        )
+                    )
                 } else {
                     String::new()
                 };
-                Flow::Reset(Reset::Fail(TaskError::Fault { vector, name: vector_name(vector), rip, addr, message }))
+                Flow::Reset(Reset::Fail(TaskError::Fault {
+                    vector,
+                    name: vector_name(vector),
+                    rip,
+                    addr,
+                    message,
+                }))
             }
             GuestMessage::Ready => {
                 self.boot_faults = 0;
@@ -208,7 +232,10 @@ impl VcpuThread {
                 v.registered = true;
                 v.stats.exits = self.exits;
                 if let Some(p) = v.current.take() {
-                    p.finish(Some(self.id), Err(TaskError::Vcpu("the vCPU restarted during the task".into())));
+                    p.finish(
+                        Some(self.id),
+                        Err(TaskError::Vcpu("the vCPU restarted during the task".into())),
+                    );
                 }
                 if first {
                     d.registered += 1;
@@ -216,7 +243,12 @@ impl VcpuThread {
                 }
                 self.next_task(d)
             }
-            GuestMessage::CheckIn { seq, status, len, value } => {
+            GuestMessage::CheckIn {
+                seq,
+                status,
+                len,
+                value,
+            } => {
                 let output = self.shared.window.read_output(self.id, len);
                 let shared = self.shared.clone();
                 let mut d = shared.lock();
@@ -234,12 +266,18 @@ impl VcpuThread {
                         })));
                     }
                 }
-                let Some(p) = v.current.take() else { return Flow::Resume };
+                let Some(p) = v.current.take() else {
+                    return Flow::Resume;
+                };
                 v.kicked = false;
                 let outcome = match status {
                     TaskStatus::Ok => Ok(TaskOutput { output, value }),
-                    TaskStatus::Error => Err(TaskError::Failed(String::from_utf8_lossy(&output).into_owned())),
-                    TaskStatus::Rejected => Err(TaskError::Rejected(String::from_utf8_lossy(&output).into_owned())),
+                    TaskStatus::Error => Err(TaskError::Failed(
+                        String::from_utf8_lossy(&output).into_owned(),
+                    )),
+                    TaskStatus::Rejected => Err(TaskError::Rejected(
+                        String::from_utf8_lossy(&output).into_owned(),
+                    )),
                 };
                 if outcome.is_ok() {
                     v.stats.tasks += 1;
@@ -257,7 +295,8 @@ impl VcpuThread {
     fn on_ping(&mut self) {
         let now = Instant::now();
         if let Some(prev) = self.last_ping.replace(now) {
-            self.shared.record_ping(now.duration_since(prev).as_nanos() as u64);
+            self.shared
+                .record_ping(now.duration_since(prev).as_nanos() as u64);
         }
     }
 
@@ -280,7 +319,9 @@ impl VcpuThread {
                         let ns = now.saturating_duration_since(t).as_nanos() as u64;
                         self.shared.record_wake(ns);
                     }
-                    let Some(p) = v.current.as_ref() else { continue };
+                    let Some(p) = v.current.as_ref() else {
+                        continue;
+                    };
                     let header = Mailbox {
                         h_kind: HostMsgKind::Task as u32,
                         h_task: p.spec.kind as u32,
@@ -290,7 +331,11 @@ impl VcpuThread {
                         ..Mailbox::default()
                     };
                     let has_deadline = p.spec.timeout.is_some();
-                    if let Err(e) = self.shared.window.write_task(self.id, &header, &p.spec.input) {
+                    if let Err(e) = self
+                        .shared
+                        .window
+                        .write_task(self.id, &header, &p.spec.input)
+                    {
                         if let Some(p) = v.current.take() {
                             p.finish(Some(self.id), Err(TaskError::Rejected(e.to_string())));
                         }
@@ -314,9 +359,9 @@ impl VcpuThread {
         }
         let v = &d.vcpus[self.id as usize];
         match v.current.as_ref() {
-            Some(p) if p.overdue(Instant::now()) => {
-                Flow::Reset(Reset::Fail(TaskError::Timeout(p.spec.timeout.unwrap_or_default())))
-            }
+            Some(p) if p.overdue(Instant::now()) => Flow::Reset(Reset::Fail(TaskError::Timeout(
+                p.spec.timeout.unwrap_or_default(),
+            ))),
             _ => Flow::Resume,
         }
     }
@@ -332,7 +377,14 @@ impl VcpuThread {
             let was_booting = v.state == VcpuState::Booting;
             if let Some(p) = v.current.take() {
                 v.stats.tasks_failed += 1;
-                p.finish(Some(self.id), Err(if shutdown { TaskError::ShutDown } else { err.clone() }));
+                p.finish(
+                    Some(self.id),
+                    Err(if shutdown {
+                        TaskError::ShutDown
+                    } else {
+                        err.clone()
+                    }),
+                );
             }
             v.kicked = false;
             if shutdown {
@@ -347,7 +399,10 @@ impl VcpuThread {
             tracing::warn!(vcpu = self.id, error = %err, "resetting vCPU");
             if self.boot_faults >= self.shared.max_boot_faults {
                 v.transition(VcpuState::Failed, now);
-                let msg = format!("vCPU {} failed to boot {} times; last error: {err}", self.id, self.boot_faults);
+                let msg = format!(
+                    "vCPU {} failed to boot {} times; last error: {err}",
+                    self.id, self.boot_faults
+                );
                 d.boot_error.get_or_insert(msg);
                 self.shared.launch_cv.notify_all();
                 // Park until shutdown; a failed vCPU never runs again.
@@ -363,7 +418,11 @@ impl VcpuThread {
         self.vcpu.set_kvm_immediate_exit(1);
         let _ = self.vcpu.run();
         self.vcpu.set_kvm_immediate_exit(0);
-        let fpu = kvm_fpu { fcw: 0x37F, mxcsr: 0x1F80, ..Default::default() };
+        let fpu = kvm_fpu {
+            fcw: 0x37F,
+            mxcsr: 0x1F80,
+            ..Default::default()
+        };
         let restored = self
             .vcpu
             .set_sregs(&self.init.sregs)
@@ -374,7 +433,8 @@ impl VcpuThread {
             let v = &mut d.vcpus[self.id as usize];
             v.transition(VcpuState::Failed, Instant::now());
             v.pthread = None;
-            d.boot_error.get_or_insert(format!("vCPU {} could not be reset: {e}", self.id));
+            d.boot_error
+                .get_or_insert(format!("vCPU {} could not be reset: {e}", self.id));
             self.shared.launch_cv.notify_all();
             return false;
         }
@@ -390,12 +450,32 @@ mod tests {
     #[test]
     fn classifies_exits() {
         let v = 2u32.to_le_bytes();
-        assert_eq!(classify_exit(Ok(VcpuExit::IoOut(DOORBELL_PORT, &v))), ExitClass::Doorbell(2));
-        assert_eq!(classify_exit(Ok(VcpuExit::IoOut(DOORBELL_PORT, &[1]))), ExitClass::BadDoorbell(1));
-        assert!(matches!(classify_exit(Ok(VcpuExit::IoOut(0x80, &v))), ExitClass::Unexpected(_)));
-        assert!(matches!(classify_exit(Ok(VcpuExit::Hlt)), ExitClass::Unexpected(_)));
-        assert!(matches!(classify_exit(Ok(VcpuExit::Shutdown)), ExitClass::Unexpected(m) if m.contains("triple")));
-        assert_eq!(classify_exit(Err(Errno::new(libc::EINTR))), ExitClass::Interrupted);
-        assert!(matches!(classify_exit(Err(Errno::new(libc::EFAULT))), ExitClass::Unexpected(_)));
+        assert_eq!(
+            classify_exit(Ok(VcpuExit::IoOut(DOORBELL_PORT, &v))),
+            ExitClass::Doorbell(2)
+        );
+        assert_eq!(
+            classify_exit(Ok(VcpuExit::IoOut(DOORBELL_PORT, &[1]))),
+            ExitClass::BadDoorbell(1)
+        );
+        assert!(matches!(
+            classify_exit(Ok(VcpuExit::IoOut(0x80, &v))),
+            ExitClass::Unexpected(_)
+        ));
+        assert!(matches!(
+            classify_exit(Ok(VcpuExit::Hlt)),
+            ExitClass::Unexpected(_)
+        ));
+        assert!(
+            matches!(classify_exit(Ok(VcpuExit::Shutdown)), ExitClass::Unexpected(m) if m.contains("triple"))
+        );
+        assert_eq!(
+            classify_exit(Err(Errno::new(libc::EINTR))),
+            ExitClass::Interrupted
+        );
+        assert!(matches!(
+            classify_exit(Err(Errno::new(libc::EFAULT))),
+            ExitClass::Unexpected(_)
+        ));
     }
 }

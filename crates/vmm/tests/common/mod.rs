@@ -21,6 +21,11 @@ pub fn kvm_ok() -> bool {
 
 /// Launch a VM with `regular` + `workers` vCPUs, `active` awake.
 pub fn vm(regular: u32, workers: u32, active: u32) -> Vm {
-    let cfg = VmConfig { regular, workers, active, ..VmConfig::default() };
+    let cfg = VmConfig {
+        regular,
+        workers,
+        active,
+        ..VmConfig::default()
+    };
     Vm::launch(cfg, ditto_guest_image::GUEST_ELF).expect("VM launches")
 }

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what Ditto needs on a fresh machine (idempotent, quiet when all is present):
+# the Rust toolchain components it uses. The guest builds for the host's own target
+# triple, so no extra rustup target is needed for it.
+set -euo pipefail
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "setup: cargo not found; install Rust with rustup first" >&2
+    exit 1
+fi
+if command -v rustup >/dev/null 2>&1; then
+    for comp in rustfmt clippy; do
+        rustup component list --installed 2>/dev/null | grep -q "^$comp" || rustup component add "$comp"
+    done
+fi
+if [ ! -e /dev/kvm ]; then
+    echo "setup: WARNING: /dev/kvm is missing; VMs cannot start on this machine" >&2
+fi
