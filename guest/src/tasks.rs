@@ -91,8 +91,22 @@ impl TaskHandler for BuiltIn {
                 Err("host resumed the vCPU after a malformed message")
             }
             TaskKind::Panic => panic!("panic requested by task {}", task.seq),
+            TaskKind::WasmInit => Ok(crate::wasm::init(task.input, out, tsc_khz())),
+            TaskKind::WasmInvoke => {
+                let id = crate::arch::current_info_addr() as *const ditto_protocol::VcpuBootInfo;
+                // SAFETY: GS points at this vCPU's boot info.
+                let id = unsafe { (*id).vcpu_id } as usize;
+                Ok(crate::wasm::invoke(id, task.input, out, tsc_khz()))
+            }
         }
     }
+}
+
+/// The TSC frequency the VMM recorded in the boot information (0 if unknown).
+fn tsc_khz() -> u64 {
+    let info = ditto_protocol::memory::BOOT_INFO_GPA as *const ditto_protocol::BootInfo;
+    // SAFETY: the boot information block is mapped and written before launch.
+    unsafe { core::ptr::addr_of!((*info).tsc_khz).read() as u64 }
 }
 
 /// Raise CPU exception `vector` at CPL3.

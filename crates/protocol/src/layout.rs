@@ -40,8 +40,8 @@ pub struct BootInfo {
     pub vcpu_count: u32,
     /// Regular vCPUs (the first `regular_count` ids).
     pub regular_count: u32,
-    /// Reserved, zero.
-    pub reserved0: u32,
+    /// The guest's TSC frequency in kHz (0 if unknown), for the guest's clocks.
+    pub tsc_khz: u32,
     /// Guest address of the shared window.
     pub shared_base: u64,
     /// Size of the shared window in bytes.

@@ -14,6 +14,7 @@
 pub mod layout;
 pub mod memory;
 pub mod message;
+pub mod wasm;
 
 pub use layout::{BootInfo, Mailbox, VcpuBootInfo};
 pub use message::*;

@@ -14,7 +14,7 @@
 use crate::{Mailbox, ABI_VERSION, IN_BUF_SIZE, OUT_BUF_SIZE};
 use core::fmt;
 
-macro_rules! numbered_enum {
+macro_rules! numbered_enum_impl {
     ($(#[$m:meta])* $name:ident : $repr:ty { $($(#[$vm:meta])* $v:ident = $n:expr,)+ }) => {
         $(#[$m])*
         #[repr($repr)]
@@ -36,7 +36,9 @@ macro_rules! numbered_enum {
     };
 }
 
-numbered_enum! {
+pub(crate) use numbered_enum_impl as numbered_enum;
+
+numbered_enum_impl! {
     /// What the guest says when it rings the doorbell (also the doorbell's 32-bit value).
     GuestMsgKind: u32 {
         /// The vCPU booted (or was reset) and registers; `g_seq` carries its ABI version.
@@ -52,7 +54,7 @@ numbered_enum! {
     }
 }
 
-numbered_enum! {
+numbered_enum_impl! {
     /// What the host writes into `h_kind`.
     HostMsgKind: u32 {
         /// Run the task described by `h_task`, `h_seq`, `h_arg`, `h_len`.
@@ -60,7 +62,7 @@ numbered_enum! {
     }
 }
 
-numbered_enum! {
+numbered_enum_impl! {
     /// Built-in workloads of the guest runtime.
     TaskKind: u32 {
         /// Return at once.
@@ -81,10 +83,16 @@ numbered_enum! {
         BadMessage = 7,
         /// Panic with a message (test hook for panic reports).
         Panic = 8,
+        /// Regular vCPU: validate the WebAssembly module in the input and keep it as this
+        /// VM's function (once per VM). Output: [`crate::wasm::WasmOutcome`] framing.
+        WasmInit = 9,
+        /// Worker: run the VM's function on the input ([`crate::wasm::InvokeHeader`] then
+        /// JSON parameters). Output: [`crate::wasm::WasmOutcome`] framing.
+        WasmInvoke = 10,
     }
 }
 
-numbered_enum! {
+numbered_enum_impl! {
     /// Outcome of a task, reported in a check-in.
     TaskStatus: u32 {
         /// The task succeeded; the output buffer holds its result.
@@ -96,7 +104,7 @@ numbered_enum! {
     }
 }
 
-numbered_enum! {
+numbered_enum_impl! {
     /// What a vCPU is for.
     VcpuKind: u32 {
         /// A regular vCPU: always awake, runs no tasks.
@@ -469,10 +477,10 @@ mod tests {
         ] {
             assert_eq!(GuestMsgKind::try_from(k as u32), Ok(k));
         }
-        for t in 0..=8u32 {
+        for t in 0..=10u32 {
             assert_eq!(TaskKind::try_from(t).map(|k| k as u32), Ok(t));
         }
-        assert!(TaskKind::try_from(9).is_err());
+        assert!(TaskKind::try_from(11).is_err());
         for s in 0..=2u32 {
             assert_eq!(TaskStatus::try_from(s).map(|k| k as u32), Ok(s));
         }

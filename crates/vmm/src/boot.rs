@@ -191,8 +191,9 @@ pub fn cpl0_stack_top(id: u32) -> u64 {
 }
 
 /// The boot information block.
-pub fn boot_info(config: &VmConfig, plan: &MemoryPlan) -> BootInfo {
+pub fn boot_info(config: &VmConfig, plan: &MemoryPlan, tsc_khz: u32) -> BootInfo {
     let mut b = BootInfo {
+        tsc_khz,
         magic: BOOT_MAGIC,
         abi_version: ABI_VERSION,
         vcpu_count: config.vcpus(),
@@ -328,14 +329,11 @@ pub fn populate(
     config: &VmConfig,
     image: &GuestImage,
     plan: &MemoryPlan,
+    tsc_khz: u32,
 ) -> Result<()> {
     for seg in &image.segments {
+        // The zero tail (.bss) is already zero and is measured as `Zero` pages.
         mem.write(seg.gpa, &seg.data)?;
-        // The zero tail (.bss) is part of the image: write it so it is measured as such.
-        let tail = seg.mem_size - seg.data.len() as u64;
-        if tail > 0 {
-            mem.write(seg.gpa + seg.data.len() as u64, &vec![0u8; tail as usize])?;
-        }
     }
     for (gpa, page) in page_tables(plan, shared_window_size(config.vcpus())) {
         mem.write(gpa, &page)?;
@@ -350,7 +348,7 @@ pub fn populate(
         slots[8..].copy_from_slice(&mailbox_gpa(id).to_le_bytes());
         mem.write(top - 16, &slots)?;
     }
-    mem.write(BOOT_INFO_GPA, bytemuck::bytes_of(&boot_info(config, plan)))?;
+    mem.write(BOOT_INFO_GPA, bytemuck::bytes_of(&boot_info(config, plan, tsc_khz)))?;
     Ok(())
 }
 
@@ -478,7 +476,7 @@ mod tests {
     fn boot_info_points_each_vcpu_at_itself() {
         let c = cfg(2, 3, 64);
         let p = plan(&c, GUEST_IMAGE_BASE + 4096);
-        let b = boot_info(&c, &p);
+        let b = boot_info(&c, &p, 1);
         assert_eq!(b.vcpu_count, 5);
         for id in 0..5u32 {
             let v = b.vcpus[id as usize];

@@ -319,6 +319,8 @@ fn account(s: &mut VcpuStats, state: VcpuState, ns: u64) {
 /// The dispatcher state.
 pub(crate) struct Dispatch {
     pub queue: VecDeque<Pending>,
+    /// Control tasks (module init) for the regular vCPUs.
+    pub control: VecDeque<Pending>,
     pub vcpus: Vec<VcpuCtl>,
     pub next_seq: u64,
     pub shutdown: bool,
@@ -343,6 +345,7 @@ impl Dispatch {
             .collect();
         Self {
             queue: VecDeque::new(),
+            control: VecDeque::new(),
             vcpus,
             next_seq: 1,
             shutdown: false,
@@ -363,6 +366,14 @@ impl Dispatch {
             return Next::Wait;
         }
         if v.regular {
+            if let Some(mut p) = self.control.pop_front() {
+                p.dispatched = Some(now);
+                let v = &mut self.vcpus[id];
+                v.current = Some(p);
+                v.transition(VcpuState::Busy, now);
+                return Next::Run;
+            }
+            let v = &mut self.vcpus[id];
             if v.state != VcpuState::Regular {
                 v.transition(VcpuState::Regular, now);
             }
@@ -498,6 +509,17 @@ mod tests {
         assert_eq!(d.vcpus[2].state, VcpuState::Sleeping);
         assert!(matches!(d.next_for(1, now), Next::Run));
         assert_eq!(d.vcpus[1].current.as_ref().map(|p| p.seq), Some(1));
+    }
+
+    #[test]
+    fn control_tasks_go_only_to_regular_vcpus() {
+        let now = Instant::now();
+        let mut d = Dispatch::new(1, 1, 1, now);
+        let (p, _rx) = pending(1);
+        d.control.push_back(p);
+        assert!(matches!(d.next_for(1, now), Next::Wait), "a worker takes no control task");
+        assert!(matches!(d.next_for(0, now), Next::Run));
+        assert_eq!(d.vcpus[0].current.as_ref().map(|p| p.seq), Some(1));
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod boot;
 pub mod config;
 pub mod dispatch;
 pub mod error;
+pub mod function;
 pub mod kvm;
 pub mod loader;
 pub mod measure;
@@ -125,14 +126,18 @@ impl Vm {
         vcpu::install_kick_handler().map_err(VmmError::Launch)?;
         let vm = kvm.create_vm().map_err(kvm_err("create VM"))?;
 
+        let mut vcpus = Vec::new();
+        for id in 0..config.vcpus() {
+            vcpus.push(vm.create_vcpu(id as u64).map_err(kvm_err("create vCPU"))?);
+        }
+        // The guest's clocks count TSC ticks; tell it their rate (0 = unknown).
+        let tsc_khz = vcpus[0].get_tsc_khz().unwrap_or(0);
+
         let plan = boot::plan(&config, image.end);
         let mut private = PrivateMemory::new(plan.mem_size)?;
-        boot::populate(&mut private, &config, &image, &plan)?;
+        boot::populate(&mut private, &config, &image, &plan, tsc_khz)?;
         let window = SharedWindow::new(config.vcpus())?;
-        for (slot, r) in [private.kvm_range(), window.kvm_range()]
-            .into_iter()
-            .enumerate()
-        {
+        for (slot, r) in [private.kvm_range(), window.kvm_range()].into_iter().enumerate() {
             let region = kvm_userspace_memory_region {
                 slot: slot as u32,
                 flags: 0,
@@ -146,20 +151,14 @@ impl Vm {
         }
 
         let cpuid = kvm::supported_cpuid(&kvm)?;
-        let mut vcpus = Vec::new();
         let mut inits = Vec::new();
-        for id in 0..config.vcpus() {
-            let fd = vm.create_vcpu(id as u64).map_err(kvm_err("create vCPU"))?;
+        for (id, fd) in vcpus.iter().enumerate() {
+            let id = id as u32;
             fd.set_cpuid2(&cpuid).map_err(kvm_err("set CPUID"))?;
-            let sregs = boot::initial_sregs(
-                fd.get_sregs().map_err(kvm_err("get sregs"))?,
-                id,
-                config.vcpus(),
-            );
+            let sregs = boot::initial_sregs(fd.get_sregs().map_err(kvm_err("get sregs"))?, id, config.vcpus());
             let regs = boot::initial_regs(image.entry, id, &plan);
             fd.set_sregs(&sregs).map_err(kvm_err("set sregs"))?;
             fd.set_regs(&regs).map_err(kvm_err("set regs"))?;
-            vcpus.push(fd);
             inits.push(InitState { regs, sregs });
         }
         let vmsas: Vec<Vec<u8>> = inits
@@ -312,6 +311,22 @@ impl Vm {
         Ok(TaskTicket { seq, rx })
     }
 
+    /// Submit a control task to the regular vCPUs (e.g. loading the VM's function).
+    pub fn submit_control(&self, spec: TaskSpec) -> Result<TaskTicket> {
+        let (tx, rx) = mpsc::channel();
+        let mut d = self.shared.lock();
+        if d.shutdown {
+            return Err(VmmError::ShutDown);
+        }
+        let seq = d.next_seq;
+        d.next_seq += 1;
+        d.control.push_back(Pending { seq, spec, reply: tx, submitted: Instant::now(), dispatched: None });
+        for id in 0..self.config.regular as usize {
+            self.shared.notify(id);
+        }
+        Ok(TaskTicket { seq, rx })
+    }
+
     /// Submit a task and wait for its result.
     pub fn run(&self, spec: TaskSpec) -> Result<TaskResult> {
         Ok(self.submit(spec)?.wait())
@@ -443,6 +458,9 @@ impl Vm {
             let mut d = self.shared.lock();
             if !d.shutdown {
                 d.shutdown = true;
+                while let Some(p) = d.control.pop_front() {
+                    p.finish(None, Err(TaskError::ShutDown));
+                }
                 while let Some(p) = d.queue.pop_front() {
                     p.finish(None, Err(TaskError::ShutDown));
                 }
