@@ -95,7 +95,7 @@ fn contract_violations_and_traps_are_clear_errors_and_the_vm_keeps_serving() {
         ("(nop)", "empty"),
         ("unreachable", "unreachable"),
         ("(drop (i32.load (i32.const 70000)))", "out of bounds"),
-        ("(drop (i32.div_s (i32.const 1) (i32.const 0)))", "division by zero"),
+        ("(drop (i32.div_s (i32.const 1) (i32.const 0)))", "divide by zero"),
         ("(drop (call $recurse (i32.const 0)))", "stack"),
         ("(call $proc_exit (i32.const 3))", "exited with status 3"),
     ];
