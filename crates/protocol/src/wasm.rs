@@ -95,19 +95,33 @@ pub struct Decoded<'a> {
 pub fn decode_outcome(bytes: &[u8]) -> Result<Decoded<'_>, ProtocolError> {
     let h = size_of::<WasmOutcome>();
     if bytes.len() < h {
-        return Err(ProtocolError::TooLong { what: "Missing outcome header; output", len: bytes.len() as u64, max: h as u64 });
+        return Err(ProtocolError::TooLong {
+            what: "Missing outcome header; output",
+            len: bytes.len() as u64,
+            max: h as u64,
+        });
     }
     let outcome: WasmOutcome = bytemuck::pod_read_unaligned(&bytes[..h]);
     let code = WasmCode::try_from(outcome.code)?;
     let body = &bytes[h..];
     let total = outcome.stdout_len as u64 + outcome.stderr_len as u64 + outcome.message_len as u64;
     if total > body.len() as u64 {
-        return Err(ProtocolError::TooLong { what: "Outcome sections", len: total, max: body.len() as u64 });
+        return Err(ProtocolError::TooLong {
+            what: "Outcome sections",
+            len: total,
+            max: body.len() as u64,
+        });
     }
     let (stdout, rest) = body.split_at(outcome.stdout_len as usize);
     let (stderr, rest) = rest.split_at(outcome.stderr_len as usize);
     let message = &rest[..outcome.message_len as usize];
-    Ok(Decoded { outcome, code, stdout, stderr, message })
+    Ok(Decoded {
+        outcome,
+        code,
+        stdout,
+        stderr,
+        message,
+    })
 }
 
 #[cfg(test)]
@@ -129,15 +143,30 @@ mod tests {
 
     #[test]
     fn decodes_sections_and_rejects_overlong() {
-        let o = WasmOutcome { stdout_len: 2, stderr_len: 3, message_len: 1, ..Default::default() };
+        let o = WasmOutcome {
+            stdout_len: 2,
+            stderr_len: 3,
+            message_len: 1,
+            ..Default::default()
+        };
         let b = framed(o, b"{}errX");
         let d = decode_outcome(&b[..62]).expect("valid");
-        assert_eq!((d.stdout, d.stderr, d.message), (&b"{}"[..], &b"err"[..], &b"X"[..]));
+        assert_eq!(
+            (d.stdout, d.stderr, d.message),
+            (&b"{}"[..], &b"err"[..], &b"X"[..])
+        );
         assert_eq!(d.code, WasmCode::Ok);
         assert!(decode_outcome(&b[..61]).is_err(), "sections past the end");
-        let bad = WasmOutcome { code: 99, ..Default::default() };
+        let bad = WasmOutcome {
+            code: 99,
+            ..Default::default()
+        };
         assert!(decode_outcome(&framed(bad, b"")).is_err());
-        let huge = WasmOutcome { stdout_len: u32::MAX, stderr_len: u32::MAX, ..Default::default() };
+        let huge = WasmOutcome {
+            stdout_len: u32::MAX,
+            stderr_len: u32::MAX,
+            ..Default::default()
+        };
         assert!(decode_outcome(&framed(huge, b"")).is_err());
         assert!(decode_outcome(&[0u8; 10]).is_err());
     }

@@ -348,7 +348,10 @@ pub fn populate(
         slots[8..].copy_from_slice(&mailbox_gpa(id).to_le_bytes());
         mem.write(top - 16, &slots)?;
     }
-    mem.write(BOOT_INFO_GPA, bytemuck::bytes_of(&boot_info(config, plan, tsc_khz)))?;
+    mem.write(
+        BOOT_INFO_GPA,
+        bytemuck::bytes_of(&boot_info(config, plan, tsc_khz)),
+    )?;
     Ok(())
 }
 

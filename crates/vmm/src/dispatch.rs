@@ -517,7 +517,10 @@ mod tests {
         let mut d = Dispatch::new(1, 1, 1, now);
         let (p, _rx) = pending(1);
         d.control.push_back(p);
-        assert!(matches!(d.next_for(1, now), Next::Wait), "a worker takes no control task");
+        assert!(
+            matches!(d.next_for(1, now), Next::Wait),
+            "a worker takes no control task"
+        );
         assert!(matches!(d.next_for(0, now), Next::Run));
         assert_eq!(d.vcpus[0].current.as_ref().map(|p| p.seq), Some(1));
     }

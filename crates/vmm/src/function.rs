@@ -113,29 +113,45 @@ impl InvokeTicket {
 }
 
 fn now_realtime_ns() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
 }
 
 impl Vm {
     /// Load `module` as this VM's function: the guest validates it on a regular vCPU
     /// (the OpenWhisk "init"). Returns the guest's validation time.
-    pub fn load_function(&self, module: &[u8]) -> Result<std::result::Result<Duration, InvokeError>> {
+    pub fn load_function(
+        &self,
+        module: &[u8],
+    ) -> Result<std::result::Result<Duration, InvokeError>> {
         if module.len() > MAX_MODULE {
             return Ok(Err(InvokeError::Developer(format!(
                 "The module is {} bytes; the limit is {MAX_MODULE} bytes",
                 module.len()
             ))));
         }
-        let spec = TaskSpec::new(TaskKind::WasmInit, 0).with_input(module.to_vec()).with_timeout(Duration::from_secs(60));
+        let spec = TaskSpec::new(TaskKind::WasmInit, 0)
+            .with_input(module.to_vec())
+            .with_timeout(Duration::from_secs(60));
         let r = self.submit_control(spec)?.wait();
         let out = match r.outcome {
             Ok(out) => out.output,
-            Err(e) => return Ok(Err(InvokeError::Internal(format!("Loading the module failed: {e}")))),
+            Err(e) => {
+                return Ok(Err(InvokeError::Internal(format!(
+                    "Loading the module failed: {e}"
+                ))))
+            }
         };
         Ok(match decode_outcome(&out) {
             Ok(d) if d.code == WasmCode::Ok => Ok(Duration::from_nanos(d.outcome.compile_ns)),
-            Ok(d) => Err(InvokeError::Developer(String::from_utf8_lossy(d.message).into_owned())),
-            Err(e) => Err(InvokeError::Internal(format!("Malformed outcome from the guest: {e}"))),
+            Ok(d) => Err(InvokeError::Developer(
+                String::from_utf8_lossy(d.message).into_owned(),
+            )),
+            Err(e) => Err(InvokeError::Internal(format!(
+                "Malformed outcome from the guest: {e}"
+            ))),
         })
     }
 
@@ -157,8 +173,13 @@ impl Vm {
         let mut input = Vec::with_capacity(std::mem::size_of::<InvokeHeader>() + params.len());
         input.extend_from_slice(bytemuck::bytes_of(&header));
         input.extend_from_slice(params);
-        let spec = TaskSpec::new(TaskKind::WasmInvoke, 0).with_input(input).with_timeout(limits.timeout);
-        Ok(InvokeTicket { ticket: self.submit(spec)?, limits })
+        let spec = TaskSpec::new(TaskKind::WasmInvoke, 0)
+            .with_input(input)
+            .with_timeout(limits.timeout);
+        Ok(InvokeTicket {
+            ticket: self.submit(spec)?,
+            limits,
+        })
     }
 
     /// Invoke and wait.
@@ -171,7 +192,10 @@ impl Vm {
 /// line, must be a JSON object or array.
 pub fn parse_result(stdout: &[u8]) -> std::result::Result<serde_json::Value, InvokeError> {
     let text = String::from_utf8_lossy(stdout);
-    let candidates = [Some(text.trim()), text.lines().rev().map(str::trim).find(|l| !l.is_empty())];
+    let candidates = [
+        Some(text.trim()),
+        text.lines().rev().map(str::trim).find(|l| !l.is_empty()),
+    ];
     let mut parsed = None;
     for c in candidates.into_iter().flatten() {
         if let Ok(v) = serde_json::from_str::<serde_json::Value>(c) {
@@ -181,7 +205,9 @@ pub fn parse_result(stdout: &[u8]) -> std::result::Result<serde_json::Value, Inv
     }
     match parsed {
         Some(v @ (serde_json::Value::Object(_) | serde_json::Value::Array(_))) => Ok(v),
-        Some(_) => Err(InvokeError::Developer("The action did not return a dictionary or array.".into())),
+        Some(_) => Err(InvokeError::Developer(
+            "The action did not return a dictionary or array.".into(),
+        )),
         None if text.trim().is_empty() => Err(InvokeError::Developer(
             "The action did not produce a valid response: its output was empty.".into(),
         )),
@@ -204,18 +230,28 @@ pub fn interpret(r: TaskResult, limits: &FunctionLimits) -> Invocation {
         Err(TaskError::Timeout(_)) => {
             let ms = limits.timeout.as_millis();
             return Invocation {
-                result: Err(InvokeError::Application(format!("The action exceeded its time limits of {ms} milliseconds."))),
+                result: Err(InvokeError::Application(format!(
+                    "The action exceeded its time limits of {ms} milliseconds."
+                ))),
                 logs: Vec::new(),
                 stats,
             };
         }
-        Err(e) => return Invocation { result: Err(InvokeError::Internal(e.to_string())), logs: Vec::new(), stats },
+        Err(e) => {
+            return Invocation {
+                result: Err(InvokeError::Internal(e.to_string())),
+                logs: Vec::new(),
+                stats,
+            }
+        }
     };
     let d = match decode_outcome(&out) {
         Ok(d) => d,
         Err(e) => {
             return Invocation {
-                result: Err(InvokeError::Internal(format!("Malformed outcome from the guest: {e}"))),
+                result: Err(InvokeError::Internal(format!(
+                    "Malformed outcome from the guest: {e}"
+                ))),
                 logs: Vec::new(),
                 stats,
             }
@@ -225,21 +261,34 @@ pub fn interpret(r: TaskResult, limits: &FunctionLimits) -> Invocation {
     stats.instantiate_ns = d.outcome.instantiate_ns;
     stats.exec_ns = d.outcome.run_ns;
     stats.fuel_used = d.outcome.fuel_used;
-    let mut logs: Vec<String> = String::from_utf8_lossy(d.stderr).lines().map(str::to_owned).collect();
+    let mut logs: Vec<String> = String::from_utf8_lossy(d.stderr)
+        .lines()
+        .map(str::to_owned)
+        .collect();
     if d.outcome.flags & FLAG_STDERR_TRUNCATED != 0 {
         logs.push(format!("[logs truncated at {} bytes]", limits.max_logs));
     }
     let message = String::from_utf8_lossy(d.message).into_owned();
     let result = match d.code {
         WasmCode::Ok => parse_result(d.stdout),
-        WasmCode::Trap => Err(InvokeError::Application(format!("The function trapped: {message}"))),
-        WasmCode::Exit => Err(InvokeError::Application(format!("The function exited with status {}.", d.outcome.exit_code))),
+        WasmCode::Trap => Err(InvokeError::Application(format!(
+            "The function trapped: {message}"
+        ))),
+        WasmCode::Exit => Err(InvokeError::Application(format!(
+            "The function exited with status {}.",
+            d.outcome.exit_code
+        ))),
         WasmCode::OutputTooLarge | WasmCode::OutOfFuel => Err(InvokeError::Application(message)),
-        WasmCode::NoModule | WasmCode::BadModule | WasmCode::Instantiate | WasmCode::AlreadyLoaded => {
-            Err(InvokeError::Developer(message))
-        }
+        WasmCode::NoModule
+        | WasmCode::BadModule
+        | WasmCode::Instantiate
+        | WasmCode::AlreadyLoaded => Err(InvokeError::Developer(message)),
     };
-    Invocation { result, logs, stats }
+    Invocation {
+        result,
+        logs,
+        stats,
+    }
 }
 
 #[cfg(test)]
@@ -248,13 +297,28 @@ mod tests {
 
     #[test]
     fn results_must_be_objects_or_arrays() {
-        assert_eq!(parse_result(b"{\"a\":1}\n").expect("object"), serde_json::json!({"a": 1}));
-        assert_eq!(parse_result(b"[1,2]").expect("array"), serde_json::json!([1, 2]));
-        assert_eq!(parse_result(b"debug line\n{\"ok\":true}\n").expect("last line"), serde_json::json!({"ok": true}));
+        assert_eq!(
+            parse_result(b"{\"a\":1}\n").expect("object"),
+            serde_json::json!({"a": 1})
+        );
+        assert_eq!(
+            parse_result(b"[1,2]").expect("array"),
+            serde_json::json!([1, 2])
+        );
+        assert_eq!(
+            parse_result(b"debug line\n{\"ok\":true}\n").expect("last line"),
+            serde_json::json!({"ok": true})
+        );
         let e = parse_result(b"42").unwrap_err();
-        assert_eq!(e.to_string(), "The action did not return a dictionary or array.");
+        assert_eq!(
+            e.to_string(),
+            "The action did not return a dictionary or array."
+        );
         assert_eq!(e.status_code(), 2);
-        assert!(parse_result(b"hello").unwrap_err().to_string().contains("valid JSON"));
+        assert!(parse_result(b"hello")
+            .unwrap_err()
+            .to_string()
+            .contains("valid JSON"));
         assert!(parse_result(b"").unwrap_err().to_string().contains("empty"));
     }
 }

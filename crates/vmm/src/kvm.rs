@@ -62,3 +62,19 @@ pub fn supported_cpuid(kvm: &Kvm) -> Result<CpuId> {
         .map_err(kvm_err("get supported CPUID"))?;
     Ok(CPUID.get_or_init(|| c).clone())
 }
+
+/// The one "is KVM usable" check for tests that boot VMs: true if it is; otherwise, under
+/// CI (`CI` set) it panics so the missing KVM fails the run, and elsewhere it prints a loud
+/// skip message and returns false.
+pub fn usable_for_tests() -> bool {
+    match unusable_reason("/dev/kvm") {
+        None => true,
+        Some(why) if std::env::var_os("CI").is_some() => {
+            panic!("KVM is required under CI but is unusable: {why}")
+        }
+        Some(why) => {
+            eprintln!("\n*** SKIPPING: KVM is unusable here: {why} ***\n");
+            false
+        }
+    }
+}

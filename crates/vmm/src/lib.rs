@@ -137,7 +137,10 @@ impl Vm {
         let mut private = PrivateMemory::new(plan.mem_size)?;
         boot::populate(&mut private, &config, &image, &plan, tsc_khz)?;
         let window = SharedWindow::new(config.vcpus())?;
-        for (slot, r) in [private.kvm_range(), window.kvm_range()].into_iter().enumerate() {
+        for (slot, r) in [private.kvm_range(), window.kvm_range()]
+            .into_iter()
+            .enumerate()
+        {
             let region = kvm_userspace_memory_region {
                 slot: slot as u32,
                 flags: 0,
@@ -155,7 +158,11 @@ impl Vm {
         for (id, fd) in vcpus.iter().enumerate() {
             let id = id as u32;
             fd.set_cpuid2(&cpuid).map_err(kvm_err("set CPUID"))?;
-            let sregs = boot::initial_sregs(fd.get_sregs().map_err(kvm_err("get sregs"))?, id, config.vcpus());
+            let sregs = boot::initial_sregs(
+                fd.get_sregs().map_err(kvm_err("get sregs"))?,
+                id,
+                config.vcpus(),
+            );
             let regs = boot::initial_regs(image.entry, id, &plan);
             fd.set_sregs(&sregs).map_err(kvm_err("set sregs"))?;
             fd.set_regs(&regs).map_err(kvm_err("set regs"))?;
@@ -320,7 +327,13 @@ impl Vm {
         }
         let seq = d.next_seq;
         d.next_seq += 1;
-        d.control.push_back(Pending { seq, spec, reply: tx, submitted: Instant::now(), dispatched: None });
+        d.control.push_back(Pending {
+            seq,
+            spec,
+            reply: tx,
+            submitted: Instant::now(),
+            dispatched: None,
+        });
         for id in 0..self.config.regular as usize {
             self.shared.notify(id);
         }

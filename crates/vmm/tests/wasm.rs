@@ -42,12 +42,17 @@ fn module(body: &str) -> Vec<u8> {
 
 fn vm_with(module: &[u8]) -> Vm {
     let vm = common::vm(1, 2, 2);
-    vm.load_function(module).expect("VM alive").expect("module loads");
+    vm.load_function(module)
+        .expect("VM alive")
+        .expect("module loads");
     vm
 }
 
 fn limits() -> FunctionLimits {
-    FunctionLimits { timeout: Duration::from_secs(10), ..FunctionLimits::default() }
+    FunctionLimits {
+        timeout: Duration::from_secs(10),
+        ..FunctionLimits::default()
+    }
 }
 
 #[test]
@@ -90,12 +95,21 @@ fn contract_violations_and_traps_are_clear_errors_and_the_vm_keeps_serving() {
         return;
     }
     let cases: Vec<(&str, &str)> = vec![
-        ("(call $write (i32.const 1) (i32.const 300) (i32.const 2))", "did not return a dictionary or array"),
-        ("(call $write (i32.const 1) (i32.const 200) (i32.const 12))", "valid json"),
+        (
+            "(call $write (i32.const 1) (i32.const 300) (i32.const 2))",
+            "did not return a dictionary or array",
+        ),
+        (
+            "(call $write (i32.const 1) (i32.const 200) (i32.const 12))",
+            "valid json",
+        ),
         ("(nop)", "empty"),
         ("unreachable", "unreachable"),
         ("(drop (i32.load (i32.const 70000)))", "out of bounds"),
-        ("(drop (i32.div_s (i32.const 1) (i32.const 0)))", "divide by zero"),
+        (
+            "(drop (i32.div_s (i32.const 1) (i32.const 0)))",
+            "divide by zero",
+        ),
         ("(drop (call $recurse (i32.const 0)))", "stack"),
         ("(call $proc_exit (i32.const 3))", "exited with status 3"),
     ];
@@ -106,7 +120,10 @@ fn contract_violations_and_traps_are_clear_errors_and_the_vm_keeps_serving() {
         assert!(err.contains(expect), "{body}: {err}");
         // The same VM serves the next invocation (and the module is still loaded).
         let again = vm.invoke(b"{}", limits()).expect("submit");
-        assert!(again.result.is_err(), "deterministic module fails again: {body}");
+        assert!(
+            again.result.is_err(),
+            "deterministic module fails again: {body}"
+        );
     }
     // proc_exit(0) after a result is a success.
     let vm = vm_with(&module("(call $write (i32.const 1) (i32.const 100) (i32.const 11)) (call $proc_exit (i32.const 0))"));
@@ -120,23 +137,74 @@ fn limits_apply_to_that_invocation_only() {
     }
     let looping = module("(loop $l (br $l))");
     let vm = vm_with(&looping);
-    let fuel = vm.invoke(b"{}", FunctionLimits { fuel: 1_000_000, ..limits() }).expect("submit");
-    assert!(fuel.result.expect_err("fuel").to_string().contains("instruction budget"));
-    let timed = vm.invoke(b"{}", FunctionLimits { timeout: Duration::from_millis(200), ..limits() }).expect("submit");
-    assert_eq!(timed.result.expect_err("timeout"), InvokeError::Application("The action exceeded its time limits of 200 milliseconds.".into()));
+    let fuel = vm
+        .invoke(
+            b"{}",
+            FunctionLimits {
+                fuel: 1_000_000,
+                ..limits()
+            },
+        )
+        .expect("submit");
+    assert!(fuel
+        .result
+        .expect_err("fuel")
+        .to_string()
+        .contains("instruction budget"));
+    let timed = vm
+        .invoke(
+            b"{}",
+            FunctionLimits {
+                timeout: Duration::from_millis(200),
+                ..limits()
+            },
+        )
+        .expect("submit");
+    assert_eq!(
+        timed.result.expect_err("timeout"),
+        InvokeError::Application("The action exceeded its time limits of 200 milliseconds.".into())
+    );
 
-    let growing = module("(loop $l (br_if $l (i32.ne (memory.grow (i32.const 16)) (i32.const -1))))");
+    let growing =
+        module("(loop $l (br_if $l (i32.ne (memory.grow (i32.const 16)) (i32.const -1))))");
     let vm = vm_with(&growing);
-    let mem = vm.invoke(b"{}", FunctionLimits { max_memory: 4 << 20, ..limits() }).expect("submit");
+    let mem = vm
+        .invoke(
+            b"{}",
+            FunctionLimits {
+                max_memory: 4 << 20,
+                ..limits()
+            },
+        )
+        .expect("submit");
     assert!(mem.result.is_err(), "growing past the memory limit fails");
 
-    let chatty = module("(loop $l (call $write (i32.const 1) (i32.const 100) (i32.const 11)) (br $l))");
+    let chatty =
+        module("(loop $l (call $write (i32.const 1) (i32.const 100) (i32.const 11)) (br $l))");
     let vm = vm_with(&chatty);
-    let big = vm.invoke(b"{}", FunctionLimits { max_output: 1000, ..limits() }).expect("submit");
-    assert!(big.result.expect_err("too big").to_string().contains("more than 1000 bytes"));
+    let big = vm
+        .invoke(
+            b"{}",
+            FunctionLimits {
+                max_output: 1000,
+                ..limits()
+            },
+        )
+        .expect("submit");
+    assert!(big
+        .result
+        .expect_err("too big")
+        .to_string()
+        .contains("more than 1000 bytes"));
     let echo = common::vm(1, 1, 1);
-    echo.load_function(&wat::parse_str(ECHO).expect("assembles")).expect("alive").expect("loads");
-    assert!(echo.invoke(b"{\"still\":\"serving\"}", limits()).expect("submit").result.is_ok());
+    echo.load_function(&wat::parse_str(ECHO).expect("assembles"))
+        .expect("alive")
+        .expect("loads");
+    assert!(echo
+        .invoke(b"{\"still\":\"serving\"}", limits())
+        .expect("submit")
+        .result
+        .is_ok());
 }
 
 #[test]
@@ -145,15 +213,32 @@ fn bad_modules_are_rejected_at_load() {
         return;
     }
     let vm = common::vm(1, 1, 1);
-    let e = vm.load_function(b"\0asm garbage").expect("alive").expect_err("invalid");
+    let e = vm
+        .load_function(b"\0asm garbage")
+        .expect("alive")
+        .expect_err("invalid");
     assert!(e.to_string().contains("Invalid WebAssembly module"), "{e}");
     let no_start = wat::parse_str("(module (memory (export \"memory\") 1))").expect("assembles");
-    let e = vm.load_function(&no_start).expect("alive").expect_err("no _start");
+    let e = vm
+        .load_function(&no_start)
+        .expect("alive")
+        .expect_err("no _start");
     assert!(e.to_string().contains("_start"), "{e}");
-    let unknown_import = wat::parse_str(r#"(module (import "env" "nope" (func)) (func (export "_start")))"#).expect("assembles");
-    vm.load_function(&unknown_import).expect("alive").expect("valid module loads");
+    let unknown_import =
+        wat::parse_str(r#"(module (import "env" "nope" (func)) (func (export "_start")))"#)
+            .expect("assembles");
+    vm.load_function(&unknown_import)
+        .expect("alive")
+        .expect("valid module loads");
     let inv = vm.invoke(b"{}", limits()).expect("submit");
-    assert!(matches!(inv.result, Err(InvokeError::Developer(ref m)) if m.contains("instantiate")), "{:?}", inv.result);
-    let e = vm.load_function(&no_start).expect("alive").expect_err("already loaded");
+    assert!(
+        matches!(inv.result, Err(InvokeError::Developer(ref m)) if m.contains("instantiate")),
+        "{:?}",
+        inv.result
+    );
+    let e = vm
+        .load_function(&no_start)
+        .expect("alive")
+        .expect_err("already loaded");
     assert!(e.to_string().contains("already loaded"), "{e}");
 }

@@ -4,19 +4,9 @@
 
 use ditto_vmm::{Vm, VmConfig};
 
-/// Whether KVM can be used. Under CI (`CI` set) a missing KVM is a test failure; elsewhere
-/// the test is skipped with a loud message.
+/// Whether KVM can be used (fails under CI, skips loudly elsewhere).
 pub fn kvm_ok() -> bool {
-    match ditto_vmm::kvm::unusable_reason("/dev/kvm") {
-        None => true,
-        Some(why) if std::env::var_os("CI").is_some() => {
-            panic!("KVM is required under CI but is unusable: {why}")
-        }
-        Some(why) => {
-            eprintln!("\n*** SKIPPING: KVM is unusable here: {why} ***\n");
-            false
-        }
-    }
+    ditto_vmm::kvm::usable_for_tests()
 }
 
 /// Launch a VM with `regular` + `workers` vCPUs, `active` awake.
