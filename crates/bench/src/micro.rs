@@ -5,18 +5,20 @@
 //! - **wake latency**: a worker is asleep with a task queued; the sample runs from the wake
 //!   decision (`Vm::wake`) to the moment the woken worker starts the task, observed by
 //!   polling the `started_seq` field the guest writes into the shared window (no exit).
-//! - **cold start**: `Vm::launch` for 1 regular + 4 workers and 64 MiB, to every vCPU
-//!   registered.
+//! - **cold start**: `Vm::launch_image` (image parsed once per process, as a pool does)
+//!   for 1 regular + 4 workers and 64 MiB, to every vCPU registered.
 //! - **dispatch throughput**: no-op tasks per second with 1, 2 and 4 active workers, and
 //!   VM exits per task.
 //! - **sleeping worker CPU**: CPU time of a sleeping worker's thread over one second.
 
 use crate::summary::Summary;
 use ditto_protocol::TaskKind;
+use ditto_vmm::loader::GuestImage;
 use ditto_vmm::{TaskSpec, VcpuState, Vm, VmConfig, VmmError};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Options.

@@ -357,8 +357,12 @@ pub fn populate(
 
 /// Measure private memory (written pages as `Normal`, the rest as `Zero` ranges), the
 /// shared window, and each vCPU's initial state.
+///
+/// Pages whose digest `image` already knows are chained with that digest; they hold only
+/// image bytes, which `populate` copied verbatim.
 pub fn measure(
     mem: &PrivateMemory,
+    image: &GuestImage,
     window_size: u64,
     vmsas: &[Vec<u8>],
 ) -> Result<(Measurement, u64)> {
@@ -473,6 +477,21 @@ mod tests {
         assert_eq!(t.len(), 16 * IDT_ENTRIES as usize);
         // Selector of gate 0 is the kernel code segment.
         assert_eq!(u16::from_le_bytes([t[2], t[3]]), SEL_KERNEL_CODE);
+    }
+
+    #[test]
+    fn cached_image_digests_equal_hashing_memory() {
+        let mut img = crate::loader::parse(ditto_guest_image::GUEST_ELF).expect("parses");
+        let c = cfg(1, 1, 32);
+        let p = plan(&c, img.end);
+        let mut mem = PrivateMemory::new(p.mem_size).expect("maps");
+        populate(&mut mem, &c, &img, &p, 1000).expect("populates");
+        let cached = measure(&mem, &img, 2 << 20, &[vec![1, 2, 3]]).expect("measures");
+        img.page_digests.clear();
+        let hashed = measure(&mem, &img, 2 << 20, &[vec![1, 2, 3]]).expect("measures");
+        assert_eq!(cached, hashed);
+        let other = measure(&mem, &img, 4 << 20, &[vec![1, 2, 3]]).expect("measures");
+        assert_ne!(cached.0, other.0, "window size is measured");
     }
 
     #[test]

@@ -119,8 +119,13 @@ impl Vm {
     /// Create a VM from `config` running the guest runtime `guest_elf`, and wait until every
     /// vCPU has registered.
     pub fn launch(config: VmConfig, guest_elf: &[u8]) -> Result<Vm> {
+        Self::launch_image(config, &loader::parse(guest_elf)?)
+    }
+
+    /// Like [`Vm::launch`] with an image parsed once by [`loader::parse`] (what a pool
+    /// launching many VMs of one image does; parsing and page digests are not repeated).
+    pub fn launch_image(config: VmConfig, image: &loader::GuestImage) -> Result<Vm> {
         let t0 = Instant::now();
-        let image = loader::parse(guest_elf)?;
         config.validate(image.end - ditto_protocol::memory::GUEST_IMAGE_BASE)?;
         let kvm = kvm::open(&config.kvm_path)?;
         vcpu::install_kick_handler().map_err(VmmError::Launch)?;
@@ -135,7 +140,7 @@ impl Vm {
 
         let plan = boot::plan(&config, image.end);
         let mut private = PrivateMemory::new(plan.mem_size)?;
-        boot::populate(&mut private, &config, &image, &plan, tsc_khz)?;
+        boot::populate(&mut private, &config, image, &plan, tsc_khz)?;
         let window = SharedWindow::new(config.vcpus())?;
         for (slot, r) in [private.kvm_range(), window.kvm_range()]
             .into_iter()
@@ -173,7 +178,7 @@ impl Vm {
             .map(|i| boot::vmsa_bytes(&i.regs, &i.sregs))
             .collect();
         let window_size = ditto_protocol::memory::shared_window_size(config.vcpus());
-        let (measurement, measured_entries) = boot::measure(&private, window_size, &vmsas)?;
+        let (measurement, measured_entries) = boot::measure(&private, image, window_size, &vmsas)?;
         let private = private.seal();
 
         let now = Instant::now();

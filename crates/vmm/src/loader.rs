@@ -28,6 +28,10 @@ pub struct GuestImage {
     pub end: u64,
     /// IDT handler addresses, one per exception vector.
     pub isr: [u64; IDT_ENTRIES as usize],
+    /// SHA-384 of every page the image's file bytes occupy (page number -> digest),
+    /// computed once at parse time: a pure function of the image bytes, which launch
+    /// copies verbatim, so launches reuse it instead of re-hashing the same pages.
+    pub page_digests: std::collections::BTreeMap<u64, crate::measure::Measurement>,
 }
 
 fn bad(msg: impl Into<String>) -> VmmError {
@@ -110,12 +114,40 @@ fn parse_aligned(elf: &[u8]) -> Result<GuestImage> {
             "symbol ditto_isr_{v} (exception stub) is missing"
         )));
     }
+    let page_digests = page_digests(&segments);
     Ok(GuestImage {
         entry,
         segments,
         end,
         isr,
+        page_digests,
     })
+}
+
+/// Digest every page that holds file bytes of some segment, assembling each page from all
+/// segments that touch it (zero elsewhere), exactly as launch writes them.
+fn page_digests(
+    segments: &[Segment],
+) -> std::collections::BTreeMap<u64, crate::measure::Measurement> {
+    use sha2::{Digest, Sha384};
+    let page = ditto_protocol::memory::PAGE_SIZE;
+    let mut pages: std::collections::BTreeMap<u64, Vec<u8>> = std::collections::BTreeMap::new();
+    for seg in segments {
+        let mut at = 0u64;
+        while at < seg.data.len() as u64 {
+            let gpa = seg.gpa + at;
+            let (pn, off) = (gpa / page, gpa % page);
+            let n = (page - off).min(seg.data.len() as u64 - at);
+            let buf = pages.entry(pn).or_insert_with(|| vec![0u8; page as usize]);
+            buf[off as usize..(off + n) as usize]
+                .copy_from_slice(&seg.data[at as usize..(at + n) as usize]);
+            at += n;
+        }
+    }
+    pages
+        .into_iter()
+        .map(|(pn, bytes)| (pn, Sha384::digest(&bytes).into()))
+        .collect()
 }
 
 #[cfg(test)]

@@ -47,6 +47,11 @@ impl LaunchDigest {
             Some(c) => Sha384::digest(c).into(),
             None => [0; DIGEST_LEN],
         };
+        self.update_digest(ty, gpa, len, &content_hash);
+    }
+
+    /// Chain one entry whose contents' SHA-384 is already known.
+    pub fn update_digest(&mut self, ty: PageType, gpa: u64, len: u64, content_hash: &Measurement) {
         let mut h = Sha384::new();
         h.update(self.digest);
         h.update([ty as u8]);
