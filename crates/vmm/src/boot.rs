@@ -380,12 +380,15 @@ pub fn measure(
     };
     for page in mem.written_pages() {
         zero(&mut d, next, page);
-        d.update(
-            PageType::Normal,
-            page * PAGE_SIZE,
-            PAGE_SIZE,
-            Some(&mem.page(page)?),
-        );
+        match image.page_digests.get(&page) {
+            Some(digest) => d.update_digest(PageType::Normal, page * PAGE_SIZE, PAGE_SIZE, digest),
+            None => d.update(
+                PageType::Normal,
+                page * PAGE_SIZE,
+                PAGE_SIZE,
+                Some(&mem.page(page)?),
+            ),
+        }
         next = page + 1;
     }
     zero(&mut d, next, mem.size() / PAGE_SIZE);

@@ -140,11 +140,22 @@ impl TaskTicket {
     }
 }
 
+/// Where a finished task's result goes (called exactly once, on a vCPU thread or the
+/// thread that shuts the VM down; it must not block).
+pub type Reply = Box<dyn FnOnce(TaskResult) + Send>;
+
+/// A reply that sends into a channel.
+pub(crate) fn channel_reply(tx: mpsc::Sender<TaskResult>) -> Reply {
+    Box::new(move |r| {
+        let _ = tx.send(r);
+    })
+}
+
 /// A task waiting in the queue or running.
 pub(crate) struct Pending {
     pub seq: u64,
     pub spec: TaskSpec,
-    pub reply: mpsc::Sender<TaskResult>,
+    pub reply: Reply,
     pub submitted: Instant,
     pub dispatched: Option<Instant>,
 }
@@ -163,7 +174,7 @@ impl Pending {
     pub fn finish(self, vcpu: Option<u32>, outcome: Result<TaskOutput, TaskError>) {
         let now = Instant::now();
         let start = self.dispatched.unwrap_or(now);
-        let _ = self.reply.send(TaskResult {
+        (self.reply)(TaskResult {
             seq: self.seq,
             vcpu,
             outcome,
@@ -485,7 +496,7 @@ mod tests {
         let p = Pending {
             seq,
             spec: TaskSpec::new(TaskKind::Noop, 0),
-            reply: tx,
+            reply: channel_reply(tx),
             submitted: Instant::now(),
             dispatched: None,
         };

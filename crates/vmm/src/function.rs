@@ -157,35 +157,50 @@ impl Vm {
 
     /// Invoke the VM's function with JSON `params` (bytes) under `limits`.
     pub fn submit_invoke(&self, params: &[u8], limits: FunctionLimits) -> Result<InvokeTicket> {
-        if params.len() > MAX_PARAMS {
-            return Err(VmmError::InvalidArgument(format!(
-                "Parameters of {} bytes exceed the limit of {MAX_PARAMS} bytes",
-                params.len()
-            )));
-        }
-        let header = InvokeHeader {
-            max_memory: limits.max_memory,
-            fuel: limits.fuel,
-            realtime_ns: now_realtime_ns(),
-            max_stdout: limits.max_output,
-            max_stderr: limits.max_logs,
-        };
-        let mut input = Vec::with_capacity(std::mem::size_of::<InvokeHeader>() + params.len());
-        input.extend_from_slice(bytemuck::bytes_of(&header));
-        input.extend_from_slice(params);
-        let spec = TaskSpec::new(TaskKind::WasmInvoke, 0)
-            .with_input(input)
-            .with_timeout(limits.timeout);
         Ok(InvokeTicket {
-            ticket: self.submit(spec)?,
+            ticket: self.submit(invoke_spec(params, &limits)?)?,
             limits,
         })
+    }
+
+    /// Invoke, handing the finished [`Invocation`] to `done` (called once, without
+    /// blocking, on a vCPU thread). Returns the task's sequence number.
+    pub fn submit_invoke_with(
+        &self,
+        params: &[u8],
+        limits: FunctionLimits,
+        done: impl FnOnce(Invocation) + Send + 'static,
+    ) -> Result<u64> {
+        let spec = invoke_spec(params, &limits)?;
+        self.submit_with(spec, Box::new(move |r| done(interpret(r, &limits))))
     }
 
     /// Invoke and wait.
     pub fn invoke(&self, params: &[u8], limits: FunctionLimits) -> Result<Invocation> {
         Ok(self.submit_invoke(params, limits)?.wait())
     }
+}
+
+fn invoke_spec(params: &[u8], limits: &FunctionLimits) -> Result<TaskSpec> {
+    if params.len() > MAX_PARAMS {
+        return Err(VmmError::InvalidArgument(format!(
+            "Parameters of {} bytes exceed the limit of {MAX_PARAMS} bytes",
+            params.len()
+        )));
+    }
+    let header = InvokeHeader {
+        max_memory: limits.max_memory,
+        fuel: limits.fuel,
+        realtime_ns: now_realtime_ns(),
+        max_stdout: limits.max_output,
+        max_stderr: limits.max_logs,
+    };
+    let mut input = Vec::with_capacity(std::mem::size_of::<InvokeHeader>() + params.len());
+    input.extend_from_slice(bytemuck::bytes_of(&header));
+    input.extend_from_slice(params);
+    Ok(TaskSpec::new(TaskKind::WasmInvoke, 0)
+        .with_input(input)
+        .with_timeout(limits.timeout))
 }
 
 /// Parse a function's stdout as its result: the whole output, or else its last non-empty

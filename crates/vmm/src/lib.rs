@@ -291,6 +291,35 @@ impl Vm {
 
     /// Submit a task. It waits in the queue until an awake worker takes it.
     pub fn submit(&self, spec: TaskSpec) -> Result<TaskTicket> {
+        let (tx, rx) = mpsc::channel();
+        let seq = self.submit_with(spec, dispatch::channel_reply(tx))?;
+        Ok(TaskTicket { seq, rx })
+    }
+
+    /// Submit a task whose result is handed to `reply` (called exactly once, without
+    /// blocking; e.g. to complete an async channel).
+    pub fn submit_with(&self, spec: TaskSpec, reply: dispatch::Reply) -> Result<u64> {
+        self.check_spec(&spec)?;
+        let mut d = self.shared.lock();
+        if d.shutdown {
+            return Err(VmmError::ShutDown);
+        }
+        let seq = d.next_seq;
+        d.next_seq += 1;
+        d.queue.push_back(Pending {
+            seq,
+            spec,
+            reply,
+            submitted: Instant::now(),
+            dispatched: None,
+        });
+        if let Some(id) = d.claim_idle_worker() {
+            self.shared.notify(id);
+        }
+        Ok(seq)
+    }
+
+    fn check_spec(&self, spec: &TaskSpec) -> Result<()> {
         if spec.input.len() > ditto_protocol::IN_BUF_SIZE {
             return Err(VmmError::InvalidArgument(format!(
                 "Task input of {} bytes exceeds the limit of {} bytes",
@@ -303,24 +332,7 @@ impl Vm {
                 "This VM has no worker vCPUs to run tasks".into(),
             ));
         }
-        let (tx, rx) = mpsc::channel();
-        let mut d = self.shared.lock();
-        if d.shutdown {
-            return Err(VmmError::ShutDown);
-        }
-        let seq = d.next_seq;
-        d.next_seq += 1;
-        d.queue.push_back(Pending {
-            seq,
-            spec,
-            reply: tx,
-            submitted: Instant::now(),
-            dispatched: None,
-        });
-        if let Some(id) = d.claim_idle_worker() {
-            self.shared.notify(id);
-        }
-        Ok(TaskTicket { seq, rx })
+        Ok(())
     }
 
     /// Submit a control task to the regular vCPUs (e.g. loading the VM's function).
@@ -335,7 +347,7 @@ impl Vm {
         d.control.push_back(Pending {
             seq,
             spec,
-            reply: tx,
+            reply: dispatch::channel_reply(tx),
             submitted: Instant::now(),
             dispatched: None,
         });
