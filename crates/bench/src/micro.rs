@@ -74,6 +74,16 @@ pub enum BenchError {
     Measure(String),
 }
 
+/// The embedded guest image, parsed once per process (as a VM pool would).
+pub fn guest_image() -> Result<&'static GuestImage, VmmError> {
+    static IMAGE: OnceLock<GuestImage> = OnceLock::new();
+    if let Some(i) = IMAGE.get() {
+        return Ok(i);
+    }
+    let parsed = ditto_vmm::loader::parse(ditto_guest_image::GUEST_ELF)?;
+    Ok(IMAGE.get_or_init(|| parsed))
+}
+
 fn launch(regular: u32, workers: u32, active: u32) -> Result<Vm, VmmError> {
     let cfg = VmConfig {
         regular,
@@ -82,7 +92,7 @@ fn launch(regular: u32, workers: u32, active: u32) -> Result<Vm, VmmError> {
         memory_mib: 64,
         ..VmConfig::default()
     };
-    Vm::launch(cfg, ditto_guest_image::GUEST_ELF)
+    Vm::launch_image(cfg, guest_image()?)
 }
 
 fn bar(opts: &MicroOptions, len: u64, what: &str) -> ProgressBar {
