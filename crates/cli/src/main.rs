@@ -1,6 +1,8 @@
 //! The `ditto` command line: run elastic VMs, benchmarks and the scheduler simulator.
 
 mod bench;
+mod client;
+mod serve;
 mod vm;
 
 use clap::{Parser, Subcommand};
@@ -34,6 +36,22 @@ enum Command {
     /// Run benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Run the serverless platform: the OpenWhisk-compatible API on elastic VMs.
+    Serve(serve::ServeArgs),
+    /// Manage and invoke actions on a platform (like `wsk action`).
+    Action {
+        #[command(flatten)]
+        conn: client::Conn,
+        #[command(subcommand)]
+        cmd: client::ActionCommand,
+    },
+    /// Inspect activations (like `wsk activation`).
+    Activation {
+        #[command(flatten)]
+        conn: client::Conn,
+        #[command(subcommand)]
+        cmd: client::ActivationCommand,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -50,6 +68,9 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Vm(c) => vm::run(c),
         Command::Bench(c) => bench::run(c),
+        Command::Serve(a) => serve::run(a),
+        Command::Action { conn, cmd } => client::action(&conn, cmd),
+        Command::Activation { conn, cmd } => client::activation(&conn, cmd),
     };
     match result {
         Ok(code) => code,

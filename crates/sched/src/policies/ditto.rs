@@ -10,11 +10,31 @@ pub(super) const INFO: PolicyInfo = PolicyInfo {
     name: "ditto",
     summary: "the paper's policy: per-period utilisation of awake workers vs two thresholds",
     options: &[
-        OptionInfo { key: "period", default: "1s", help: "sampling period (paper: 0.5s-2s; at least 1ms)" },
-        OptionInfo { key: "high", default: "0.8", help: "wake `step` workers when utilisation is above this" },
-        OptionInfo { key: "low", default: "0.3", help: "sleep `step` workers when utilisation is below this" },
-        OptionInfo { key: "step", default: "1", help: "workers woken or slept per period" },
-        OptionInfo { key: "initial", default: "0", help: "workers awake at start (raised to min_active)" },
+        OptionInfo {
+            key: "period",
+            default: "1s",
+            help: "sampling period (paper: 0.5s-2s; at least 1ms)",
+        },
+        OptionInfo {
+            key: "high",
+            default: "0.8",
+            help: "wake `step` workers when utilisation is above this",
+        },
+        OptionInfo {
+            key: "low",
+            default: "0.3",
+            help: "sleep `step` workers when utilisation is below this",
+        },
+        OptionInfo {
+            key: "step",
+            default: "1",
+            help: "workers woken or slept per period",
+        },
+        OptionInfo {
+            key: "initial",
+            default: "0",
+            help: "workers awake at start (raised to min_active)",
+        },
     ],
 };
 

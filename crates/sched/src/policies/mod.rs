@@ -6,7 +6,7 @@
 //! | `ditto` | periodic thresholds (the paper) | `period` (1s), `high` (0.8), `low` (0.3), `step` (1), `initial` (0) |
 //! | `fixed` | constant | `count` (`all`) |
 //! | `queue` | event-driven | `idle_timeout` (10ms), `initial` (0) |
-//! | `predictive` | EWMA of arrival rate, hysteresis, burst wake | `period` (100ms), `alpha` (0.3), `fast_alpha` (0.2), `headroom` (1.25), `spare` (1), `hysteresis` (1), `service` (5ms), `idle_timeout` (0 = off) |
+//! | `predictive` | EWMA of arrival rate, hysteresis, burst wake | `period` (100ms), `alpha` (0.3), `fast_alpha` (0.2), `headroom` (1.25), `spare` (1), `hysteresis` (0), `cooldown` (300ms), `service` (5ms), `idle_timeout` (0 = off) |
 //!
 //! Durations take units (`500ms`, `1s`), fractions are plain numbers in `[0, 1]`.
 
@@ -90,12 +90,7 @@ pub struct PolicyInfo {
 }
 
 /// Every policy [`build_policy`] knows, in the order comparisons show them.
-pub const POLICIES: &[PolicyInfo] = &[
-    fixed::INFO,
-    ditto::INFO,
-    queue::INFO,
-    predictive::INFO,
-];
+pub const POLICIES: &[PolicyInfo] = &[fixed::INFO, ditto::INFO, queue::INFO, predictive::INFO];
 
 /// Build the policy called `name` with `key=value` options (unknown names, unknown keys and
 /// bad values are errors; a key given twice takes the last value).
@@ -107,13 +102,18 @@ pub const POLICIES: &[PolicyInfo] = &[
 /// assert!(ditto_sched::build_policy("nope", &[]).is_err());
 /// ```
 pub fn build_policy(name: &str, opts: &[(String, String)]) -> Result<Box<dyn Policy>, PolicyError> {
-    let info = POLICIES
-        .iter()
-        .find(|p| p.name == name)
-        .ok_or_else(|| PolicyError::UnknownPolicy {
-            name: name.to_string(),
-            known: POLICIES.iter().map(|p| p.name).collect::<Vec<_>>().join(", "),
-        })?;
+    let info =
+        POLICIES
+            .iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| PolicyError::UnknownPolicy {
+                name: name.to_string(),
+                known: POLICIES
+                    .iter()
+                    .map(|p| p.name)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
     let o = Opts::new(info, opts)?;
     Ok(match info.name {
         "ditto" => Box::new(DittoPolicy::new(DittoParams::from_opts(&o)?)),
@@ -191,7 +191,12 @@ impl<'a> Opts<'a> {
     }
 
     /// A duration (`5ms`), at least `min_ns`.
-    pub(crate) fn duration(&self, key: &str, default: u64, min_ns: u64) -> Result<u64, PolicyError> {
+    pub(crate) fn duration(
+        &self,
+        key: &str,
+        default: u64,
+        min_ns: u64,
+    ) -> Result<u64, PolicyError> {
         let Some(v) = self.raw(key) else {
             return Ok(default);
         };
@@ -207,7 +212,13 @@ impl<'a> Opts<'a> {
     }
 
     /// A number in `[min, max]`.
-    pub(crate) fn number(&self, key: &str, default: f64, min: f64, max: f64) -> Result<f64, PolicyError> {
+    pub(crate) fn number(
+        &self,
+        key: &str,
+        default: f64,
+        min: f64,
+        max: f64,
+    ) -> Result<f64, PolicyError> {
         let Some(v) = self.raw(key) else {
             return Ok(default);
         };
@@ -270,7 +281,11 @@ mod tests {
     #[test]
     fn clear_errors() {
         let e = build_policy("nope", &[]).err().unwrap();
-        assert!(e.to_string().contains("known: fixed, ditto, queue, predictive"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("known: fixed, ditto, queue, predictive"),
+            "{e}"
+        );
         let e = build_policy("ditto", &[o("hihg", "0.9")]).err().unwrap();
         assert!(matches!(e, PolicyError::UnknownOption { .. }), "{e}");
         assert!(e.to_string().contains("period, high, low"), "{e}");
@@ -284,7 +299,9 @@ mod tests {
         assert!(matches!(e, PolicyError::Inconsistent { .. }), "{e}");
         let e = build_policy("fixed", &[o("count", "many")]).err().unwrap();
         assert!(e.to_string().contains("or `all`"), "{e}");
-        let e = build_policy("queue", &[o("idle_timeout", "0")]).err().unwrap();
+        let e = build_policy("queue", &[o("idle_timeout", "0")])
+            .err()
+            .unwrap();
         assert!(matches!(e, PolicyError::BadValue { .. }), "{e}");
     }
 

@@ -11,10 +11,19 @@ use crate::units::{fmt_ns, NS_PER_MS};
 
 pub(super) const INFO: PolicyInfo = PolicyInfo {
     name: "queue",
-    summary: "event-driven: a queued arrival wakes a worker at once; idle workers sleep after a timeout",
+    summary:
+        "event-driven: a queued arrival wakes a worker at once; idle workers sleep after a timeout",
     options: &[
-        OptionInfo { key: "idle_timeout", default: "10ms", help: "sleep a worker idle for this long (> 0)" },
-        OptionInfo { key: "initial", default: "0", help: "workers awake at start (raised to min_active)" },
+        OptionInfo {
+            key: "idle_timeout",
+            default: "10ms",
+            help: "sleep a worker idle for this long (> 0)",
+        },
+        OptionInfo {
+            key: "initial",
+            default: "0",
+            help: "workers awake at start (raised to min_active)",
+        },
     ],
 };
 

@@ -1,0 +1,120 @@
+//! Prometheus metrics (the `prometheus` crate's registry and text encoder): invocations
+//! by status, latency histogram, VM starts and retirements, worker wakes and sleeps, awake
+//! and sleeping workers per VM, reserved vCPU-seconds, and the host-wide vCPU budget.
+
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
+};
+
+/// Every metric the platform exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Invocations by OpenWhisk status.
+    pub invocations: IntCounterVec,
+    /// Invocation latency (accepted -> finished), seconds.
+    pub latency: Histogram,
+    /// VMs started.
+    pub vm_starts: IntCounter,
+    /// VMs retired after their keep-alive.
+    pub vm_retired: IntCounter,
+    /// Worker wakes.
+    pub wakes: IntCounter,
+    /// Worker sleeps.
+    pub sleeps: IntCounter,
+    /// Requests refused with 429.
+    pub throttled: IntCounter,
+    /// Awake workers per VM.
+    pub awake_workers: IntGaugeVec,
+    /// Sleeping workers per VM.
+    pub sleeping_workers: IntGaugeVec,
+    /// Reserved (awake) vCPU-seconds, all VMs since start (monotonic).
+    pub reserved_vcpu_seconds: Gauge,
+    /// Awake vCPUs charged against the budget.
+    pub budget_in_use: IntGauge,
+    /// The host-wide awake-vCPU budget.
+    pub budget_limit: IntGauge,
+    /// Live VMs.
+    pub vms: IntGauge,
+}
+
+impl Metrics {
+    /// Create and register all metrics.
+    pub fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new();
+        let invocations = IntCounterVec::new(
+            Opts::new("ditto_invocations_total", "Invocations by status"),
+            &["status"],
+        )?;
+        let latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "ditto_invocation_latency_seconds",
+                "Invocation latency from acceptance to completion",
+            )
+            .buckets(prometheus::exponential_buckets(0.0001, 2.0, 20)?),
+        )?;
+        let vm_starts = IntCounter::new("ditto_vm_starts_total", "Elastic VMs started")?;
+        let vm_retired = IntCounter::new(
+            "ditto_vm_retired_total",
+            "Elastic VMs retired after their keep-alive",
+        )?;
+        let wakes = IntCounter::new("ditto_worker_wakes_total", "Worker vCPU wake-ups")?;
+        let sleeps = IntCounter::new("ditto_worker_sleeps_total", "Worker vCPUs put to sleep")?;
+        let throttled = IntCounter::new("ditto_throttled_total", "Requests refused with 429")?;
+        let awake_workers = IntGaugeVec::new(
+            Opts::new("ditto_awake_workers", "Awake worker vCPUs per VM"),
+            &["action", "vm"],
+        )?;
+        let sleeping_workers = IntGaugeVec::new(
+            Opts::new("ditto_sleeping_workers", "Sleeping worker vCPUs per VM"),
+            &["action", "vm"],
+        )?;
+        let reserved_vcpu_seconds = Gauge::new(
+            "ditto_reserved_vcpu_seconds",
+            "Awake vCPU-seconds of all VMs since start",
+        )?;
+        let budget_in_use = IntGauge::new(
+            "ditto_vcpu_budget_in_use",
+            "Awake vCPUs charged to the host-wide budget",
+        )?;
+        let budget_limit =
+            IntGauge::new("ditto_vcpu_budget_limit", "Host-wide budget of awake vCPUs")?;
+        let vms = IntGauge::new("ditto_vms", "Live elastic VMs")?;
+        registry.register(Box::new(invocations.clone()))?;
+        registry.register(Box::new(latency.clone()))?;
+        registry.register(Box::new(vm_starts.clone()))?;
+        registry.register(Box::new(vm_retired.clone()))?;
+        registry.register(Box::new(wakes.clone()))?;
+        registry.register(Box::new(sleeps.clone()))?;
+        registry.register(Box::new(throttled.clone()))?;
+        registry.register(Box::new(awake_workers.clone()))?;
+        registry.register(Box::new(sleeping_workers.clone()))?;
+        registry.register(Box::new(reserved_vcpu_seconds.clone()))?;
+        registry.register(Box::new(budget_in_use.clone()))?;
+        registry.register(Box::new(budget_limit.clone()))?;
+        registry.register(Box::new(vms.clone()))?;
+        Ok(Metrics {
+            registry,
+            invocations,
+            latency,
+            vm_starts,
+            vm_retired,
+            wakes,
+            sleeps,
+            throttled,
+            awake_workers,
+            sleeping_workers,
+            reserved_vcpu_seconds,
+            budget_in_use,
+            budget_limit,
+            vms,
+        })
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+}

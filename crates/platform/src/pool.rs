@@ -1,0 +1,523 @@
+//! Elastic VMs per action: start on first use (a cold start, measured as `initTime`),
+//! route invocations to the least-loaded VM, wake a sleeping worker when a VM's awake
+//! workers are all busy, sleep idle workers after `worker_idle`, scale out with another VM
+//! when every worker of every VM of the action is awake and busy, and retire VMs idle for
+//! `keep_alive`. A host-wide budget bounds the awake vCPUs of all VMs together: a worker
+//! wakes, and a VM starts, only if the budget allows.
+
+use crate::metrics::Metrics;
+use crate::model::Action;
+use ditto_vmm::function::{FunctionLimits, Invocation};
+use ditto_vmm::loader::GuestImage;
+use ditto_vmm::{Vm, VmConfig};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Pool settings.
+#[derive(Clone, Debug)]
+pub struct PoolConfig {
+    /// Regular vCPUs per VM.
+    pub regular: u32,
+    /// Worker vCPUs per VM.
+    pub workers: u32,
+    /// Workers awake when a VM starts.
+    pub initial_active: u32,
+    /// Most VMs per action.
+    pub max_vms_per_action: u32,
+    /// A VM with nothing in flight for this long is retired.
+    pub keep_alive: Duration,
+    /// An awake worker beyond what the load needs sleeps after this much idleness.
+    pub worker_idle: Duration,
+    /// Host-wide budget of awake vCPUs.
+    pub vcpu_budget: u32,
+    /// Most invocations queued per action beyond its awake capacity.
+    pub max_queue_per_action: u32,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(2);
+        Self {
+            regular: 1,
+            workers: 4,
+            initial_active: 1,
+            max_vms_per_action: 8,
+            keep_alive: Duration::from_secs(60),
+            worker_idle: Duration::from_millis(200),
+            vcpu_budget: cores * 4,
+            max_queue_per_action: 1000,
+        }
+    }
+}
+
+/// Why an invocation could not be placed.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    /// Too much work queued, or no budget for a VM: retry later (429).
+    #[error("{0}")]
+    Overloaded(String),
+    /// The VM could not be started (500).
+    #[error("Cannot start a VM for the action: {0}")]
+    Start(String),
+    /// The module is unusable (502, developer error).
+    #[error("{0}")]
+    BadModule(String),
+    /// The platform is shutting down (503).
+    #[error("The platform is shutting down")]
+    ShuttingDown,
+}
+
+/// The host-wide awake-vCPU budget.
+pub struct Budget {
+    used: AtomicU32,
+    limit: u32,
+}
+
+impl Budget {
+    fn try_take(&self, n: u32) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                (u + n <= self.limit).then_some(u + n)
+            })
+            .is_ok()
+    }
+
+    fn give(&self, n: u32) {
+        let _ = self
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                Some(u.saturating_sub(n))
+            });
+    }
+
+    /// vCPUs in use.
+    pub fn used(&self) -> u32 {
+        self.used.load(Ordering::Acquire)
+    }
+}
+
+/// One VM of an action.
+pub struct PooledVm {
+    /// Pool-unique id.
+    pub id: u64,
+    vm: Vm,
+    inflight: AtomicU32,
+    /// Workers currently charged to the budget as awake.
+    awake: AtomicU32,
+    last_busy: Mutex<Instant>,
+    retired: AtomicBool,
+}
+
+impl PooledVm {
+    fn touch(&self) {
+        *self.last_busy.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    }
+
+    fn idle_for(&self) -> Duration {
+        self.last_busy
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .elapsed()
+    }
+}
+
+struct ActionPool {
+    version: String,
+    module: Arc<Vec<u8>>,
+    memory_mib: u64,
+    vms: Mutex<Vec<Arc<PooledVm>>>,
+}
+
+/// What an invocation needs to know about where and how it ran.
+pub struct Placed {
+    /// The result.
+    pub invocation: Invocation,
+    /// Cold-start time (VM launch + module init), if this invocation started the VM.
+    pub init_time: Option<Duration>,
+    /// Time before the invocation was handed to a VM (includes any cold start).
+    pub wait_time: Duration,
+    /// The VM.
+    pub vm_id: u64,
+}
+
+/// An invocation placed on a VM, not yet run.
+pub struct Reservation {
+    vm: Option<Arc<PooledVm>>,
+    init_time: Option<Duration>,
+    t0: Instant,
+    limits: FunctionLimits,
+}
+
+impl Reservation {
+    /// Run the invocation with JSON `params`.
+    pub async fn run(mut self, params: Vec<u8>) -> Result<Placed, PoolError> {
+        let Some(vm) = self.vm.clone() else {
+            return Err(PoolError::ShuttingDown);
+        };
+        let wait_time = self.t0.elapsed();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let submitted = vm.vm.submit_invoke_with(&params, self.limits, move |inv| {
+            let _ = tx.send(inv);
+        });
+        let result = match submitted {
+            Ok(_) => rx
+                .await
+                .map_err(|_| PoolError::Start("the VM dropped the invocation".into())),
+            Err(e) => Err(PoolError::Start(e.to_string())),
+        };
+        let vm_id = vm.id;
+        drop(vm);
+        self.release();
+        Ok(Placed {
+            invocation: result?,
+            init_time: self.init_time,
+            wait_time,
+            vm_id,
+        })
+    }
+
+    fn release(&mut self) {
+        if let Some(vm) = self.vm.take() {
+            vm.touch();
+            vm.inflight.fetch_sub(1, Ordering::AcqRel);
+            if vm.retired.load(Ordering::Acquire) {
+                // Possibly the last handle of a retired VM: drop it off the async workers.
+                std::thread::spawn(move || drop(vm));
+            }
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// All actions' VMs.
+pub struct Pools {
+    cfg: PoolConfig,
+    image: GuestImage,
+    pools: Mutex<HashMap<(String, String), Arc<ActionPool>>>,
+    budget: Budget,
+    metrics: Arc<Metrics>,
+    next_vm: AtomicU64,
+    retired_reserved_ns: AtomicU64,
+    closing: AtomicBool,
+}
+
+impl Pools {
+    /// Create pools for the embedded guest.
+    pub fn new(cfg: PoolConfig, metrics: Arc<Metrics>) -> Result<Pools, ditto_vmm::VmmError> {
+        let image = ditto_vmm::loader::parse(ditto_guest_image::GUEST_ELF)?;
+        metrics.budget_limit.set(cfg.vcpu_budget as i64);
+        Ok(Pools {
+            budget: Budget {
+                used: AtomicU32::new(0),
+                limit: cfg.vcpu_budget,
+            },
+            cfg,
+            image,
+            pools: Mutex::new(HashMap::new()),
+            metrics,
+            next_vm: AtomicU64::new(1),
+            retired_reserved_ns: AtomicU64::new(0),
+            closing: AtomicBool::new(false),
+        })
+    }
+
+    /// The budget.
+    pub fn budget(&self) -> &Budget {
+        &self.budget
+    }
+
+    fn pool_for(&self, action: &Action) -> Arc<ActionPool> {
+        let key = (action.namespace.clone(), action.name.clone());
+        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = pools.get(&key) {
+            if p.version == action.version {
+                return p.clone();
+            }
+        }
+        let vcpus = (self.cfg.regular + self.cfg.workers) as u64;
+        let memory_mib = (vcpus * (action.limits.memory + 32)).min(2000);
+        let fresh = Arc::new(ActionPool {
+            version: action.version.clone(),
+            module: Arc::new(action.code.clone()),
+            memory_mib,
+            vms: Mutex::new(Vec::new()),
+        });
+        if let Some(old) = pools.insert(key, fresh.clone()) {
+            // An updated action: its old VMs finish what they run and are retired.
+            let vms = std::mem::take(&mut *old.vms.lock().unwrap_or_else(|e| e.into_inner()));
+            for v in vms {
+                self.retire(v);
+            }
+        }
+        fresh
+    }
+
+    /// Forget an action's VMs (after delete).
+    pub fn remove(&self, ns: &str, name: &str) {
+        let old = self
+            .pools
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(ns.to_string(), name.to_string()));
+        if let Some(old) = old {
+            let vms = std::mem::take(&mut *old.vms.lock().unwrap_or_else(|e| e.into_inner()));
+            for v in vms {
+                self.retire(v);
+            }
+        }
+    }
+
+    fn retire(&self, v: Arc<PooledVm>) {
+        if v.retired.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.metrics.vm_retired.inc();
+        self.metrics.vms.dec();
+        let charged = self.cfg.regular + v.awake.load(Ordering::Acquire);
+        let reserved: u64 = v.vm.stats().iter().map(|s| s.reserved_ns).sum();
+        self.retired_reserved_ns
+            .fetch_add(reserved, Ordering::AcqRel);
+        self.budget.give(charged);
+        // The VM shuts down when its last handle goes: here if nothing is in flight,
+        // otherwise when its last in-flight invocation finishes (see `invoke`). Shutting
+        // down joins threads, so it never happens on an async worker.
+        std::thread::spawn(move || drop(v));
+    }
+
+    /// Find (or start) the VM for one invocation of `action`; the invocation counts as
+    /// in flight there until the [`Reservation`] is run or dropped.
+    pub async fn reserve(self: &Arc<Self>, action: &Action) -> Result<Reservation, PoolError> {
+        if self.closing.load(Ordering::Acquire) {
+            return Err(PoolError::ShuttingDown);
+        }
+        let t0 = Instant::now();
+        let pool = self.pool_for(action);
+        let (vm, init_time) = self.place(&pool, action).await?;
+        let limits = FunctionLimits {
+            max_memory: action.limits.memory << 20,
+            timeout: Duration::from_millis(action.limits.timeout),
+            ..FunctionLimits::default()
+        };
+        Ok(Reservation {
+            vm: Some(vm),
+            init_time,
+            t0,
+            limits,
+        })
+    }
+
+    /// Choose (or start) the VM for one invocation and count it in flight there.
+    async fn place(
+        self: &Arc<Self>,
+        pool: &Arc<ActionPool>,
+        action: &Action,
+    ) -> Result<(Arc<PooledVm>, Option<Duration>), PoolError> {
+        let workers = self.cfg.workers;
+        {
+            let vms = pool.vms.lock().unwrap_or_else(|e| e.into_inner());
+            let least = vms
+                .iter()
+                .filter(|v| !v.retired.load(Ordering::Acquire))
+                .min_by_key(|v| v.inflight.load(Ordering::Acquire))
+                .cloned();
+            if let Some(v) = &least {
+                let n = v.inflight.load(Ordering::Acquire);
+                let full = n >= workers;
+                let can_grow = vms.len() < self.cfg.max_vms_per_action as usize;
+                if !full
+                    || !can_grow
+                    || !self
+                        .budget
+                        .try_take(self.cfg.regular + self.cfg.initial_active)
+                {
+                    // Queue on the least-loaded VM unless that is too much.
+                    let queued: u32 = vms
+                        .iter()
+                        .map(|v| v.inflight.load(Ordering::Acquire).saturating_sub(workers))
+                        .sum();
+                    if full && queued >= self.cfg.max_queue_per_action {
+                        self.metrics.throttled.inc();
+                        return Err(PoolError::Overloaded(format!(
+                            "Too many requests for action {}: {queued} invocations are queued",
+                            action.name
+                        )));
+                    }
+                    v.inflight.fetch_add(1, Ordering::AcqRel);
+                    self.maybe_wake(v);
+                    return Ok((v.clone(), None));
+                }
+                // Every worker busy and room to grow: scale out (budget already taken).
+            } else if !self
+                .budget
+                .try_take(self.cfg.regular + self.cfg.initial_active)
+            {
+                self.metrics.throttled.inc();
+                return Err(PoolError::Overloaded(format!(
+                    "The host's vCPU budget ({} awake vCPUs) is exhausted",
+                    self.cfg.vcpu_budget
+                )));
+            }
+        }
+        // Cold start: budget for regular + initial workers is held.
+        let t0 = Instant::now();
+        let cfg = VmConfig {
+            regular: self.cfg.regular,
+            workers: self.cfg.workers,
+            active: self.cfg.initial_active,
+            memory_mib: pool.memory_mib,
+            ..VmConfig::default()
+        };
+        let me = self.clone();
+        let module = pool.module.clone();
+        let started = tokio::task::spawn_blocking(move || -> Result<Vm, PoolError> {
+            let vm =
+                Vm::launch_image(cfg, &me.image).map_err(|e| PoolError::Start(e.to_string()))?;
+            match vm.load_function(&module) {
+                Ok(Ok(_)) => Ok(vm),
+                Ok(Err(e)) => Err(PoolError::BadModule(e.to_string())),
+                Err(e) => Err(PoolError::Start(e.to_string())),
+            }
+        })
+        .await
+        .map_err(|e| PoolError::Start(e.to_string()))
+        .and_then(|r| r);
+        let vm = match started {
+            Ok(vm) => vm,
+            Err(e) => {
+                self.budget.give(self.cfg.regular + self.cfg.initial_active);
+                return Err(e);
+            }
+        };
+        let pooled = Arc::new(PooledVm {
+            id: self.next_vm.fetch_add(1, Ordering::AcqRel),
+            vm,
+            inflight: AtomicU32::new(1),
+            awake: AtomicU32::new(self.cfg.initial_active),
+            last_busy: Mutex::new(Instant::now()),
+            retired: AtomicBool::new(false),
+        });
+        self.metrics.vm_starts.inc();
+        self.metrics.vms.inc();
+        pool.vms
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(pooled.clone());
+        Ok((pooled, Some(t0.elapsed())))
+    }
+
+    /// The event path: if this VM has more in flight than awake workers and a sleeping
+    /// worker, wake one now (budget permitting).
+    fn maybe_wake(&self, v: &PooledVm) {
+        let awake = v.awake.load(Ordering::Acquire);
+        if v.inflight.load(Ordering::Acquire) > awake
+            && awake < self.cfg.workers
+            && self.budget.try_take(1)
+        {
+            if v.awake
+                .compare_exchange(awake, awake + 1, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+                && v.vm.set_active_workers(awake + 1).is_ok()
+            {
+                self.metrics.wakes.inc();
+            } else {
+                self.budget.give(1);
+            }
+        }
+    }
+
+    /// The periodic path (every few ms): sleep workers idle past `worker_idle`, retire VMs
+    /// idle past `keep_alive`, refresh gauges.
+    pub fn tick(&self) {
+        let pools: Vec<((String, String), Arc<ActionPool>)> = self
+            .pools
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut reserved_ns = self.retired_reserved_ns.load(Ordering::Acquire);
+        for ((ns, name), pool) in pools {
+            let mut vms = pool.vms.lock().unwrap_or_else(|e| e.into_inner());
+            let mut keep = Vec::new();
+            for v in vms.drain(..) {
+                let inflight = v.inflight.load(Ordering::Acquire);
+                let idle = v.idle_for();
+                if inflight == 0 && idle >= self.cfg.keep_alive {
+                    self.retire(v);
+                    continue;
+                }
+                let awake = v.awake.load(Ordering::Acquire);
+                let want = inflight.max(1).min(self.cfg.workers);
+                if awake > want
+                    && idle >= self.cfg.worker_idle
+                    && v.awake
+                        .compare_exchange(awake, want, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok()
+                {
+                    let _ = v.vm.set_active_workers(want);
+                    self.budget.give(awake - want);
+                    self.metrics.sleeps.inc_by((awake - want) as u64);
+                }
+                let label = format!("{ns}/{name}");
+                let id = v.id.to_string();
+                let now_awake = v.awake.load(Ordering::Acquire) as i64;
+                self.metrics
+                    .awake_workers
+                    .with_label_values(&[&label, &id])
+                    .set(now_awake);
+                self.metrics
+                    .sleeping_workers
+                    .with_label_values(&[&label, &id])
+                    .set(self.cfg.workers as i64 - now_awake);
+                reserved_ns += v.vm.stats().iter().map(|s| s.reserved_ns).sum::<u64>();
+                keep.push(v);
+            }
+            *vms = keep;
+        }
+        self.metrics
+            .reserved_vcpu_seconds
+            .set(reserved_ns as f64 / 1e9);
+        self.metrics.budget_in_use.set(self.budget.used() as i64);
+    }
+
+    /// Refuse new work, then retire every VM once its in-flight work is done.
+    pub fn close(&self) {
+        self.closing.store(true, Ordering::Release);
+        let pools: Vec<Arc<ActionPool>> = self
+            .pools
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .map(|(_, v)| v)
+            .collect();
+        for p in pools {
+            let vms = std::mem::take(&mut *p.vms.lock().unwrap_or_else(|e| e.into_inner()));
+            for v in vms {
+                self.retire(v);
+            }
+        }
+    }
+
+    /// (live VMs, awake workers, in flight) over all actions.
+    pub fn snapshot(&self) -> (usize, u32, u32) {
+        let pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = (0, 0, 0);
+        for p in pools.values() {
+            for v in p.vms.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                out.0 += 1;
+                out.1 += v.awake.load(Ordering::Acquire);
+                out.2 += v.inflight.load(Ordering::Acquire);
+            }
+        }
+        out
+    }
+}
