@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Ditto needs on a fresh machine (idempotent, quiet when all is present):
-# the Rust toolchain components it uses. The guest builds for the host's own target
+# the Rust toolchain components it uses and the wasm32-wasip1 target of the function
+# catalog. The guest builds for the host's own target
 # triple, so no extra rustup target is needed for it.
 set -euo pipefail
 if ! command -v cargo >/dev/null 2>&1; then
@@ -11,6 +12,9 @@ if command -v rustup >/dev/null 2>&1; then
     for comp in rustfmt clippy; do
         rustup component list --installed 2>/dev/null | grep -q "^$comp" || rustup component add "$comp"
     done
+    # The function catalog (functions/) is built for WASI preview 1.
+    rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
+
 fi
 if [ ! -e /dev/kvm ]; then
     echo "setup: WARNING: /dev/kvm is missing; VMs cannot start on this machine" >&2

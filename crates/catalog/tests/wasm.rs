@@ -47,9 +47,13 @@ fn put(c: &mut Caller<'_, Ctx>, at: i32, bytes: &[u8]) -> i32 {
 
 fn linker(engine: &Engine) -> Linker<Ctx> {
     let mut l = Linker::<Ctx>::new(engine);
-    l.func_wrap(WASI, "environ_sizes_get", |mut c: Caller<'_, Ctx>, n: i32, s: i32| {
-        put(&mut c, n, &0u32.to_le_bytes()) | put(&mut c, s, &0u32.to_le_bytes())
-    })
+    l.func_wrap(
+        WASI,
+        "environ_sizes_get",
+        |mut c: Caller<'_, Ctx>, n: i32, s: i32| {
+            put(&mut c, n, &0u32.to_le_bytes()) | put(&mut c, s, &0u32.to_le_bytes())
+        },
+    )
     .unwrap();
     l.func_wrap(WASI, "environ_get", |_: Caller<'_, Ctx>, _: i32, _: i32| 0)
         .unwrap();
@@ -88,7 +92,11 @@ fn linker(engine: &Engine) -> Linker<Ctx> {
                 let ptr = u32_at(&c, &m, iovs as u32 + 8 * i) as usize;
                 let len = u32_at(&c, &m, iovs as u32 + 8 * i + 4) as usize;
                 let (data, ctx) = m.data_and_store_mut(&mut c);
-                let out = if fd == 1 { &mut ctx.stdout } else { &mut ctx.stderr };
+                let out = if fd == 1 {
+                    &mut ctx.stdout
+                } else {
+                    &mut ctx.stderr
+                };
                 out.extend_from_slice(&data[ptr..ptr + len]);
                 total += len as u32;
             }
@@ -178,7 +186,13 @@ fn catalog_modules_give_the_native_results() {
     for f in ditto_catalog::all() {
         let params = small_params(f.name);
         let o = run(f.name, &params.to_string(), FUEL);
-        assert_eq!(o.result.as_ref().ok(), Some(&0), "{}: {:?}", f.name, o.stderr);
+        assert_eq!(
+            o.result.as_ref().ok(),
+            Some(&0),
+            "{}: {:?}",
+            f.name,
+            o.stderr
+        );
         let got = json_out(&o);
         let want = ditto_catalog::run_native(f.name, &params).unwrap();
         if f.name == "spin" {
@@ -205,7 +219,11 @@ fn bad_params_exit_with_code_1_and_a_message() {
         let o = run(name, stdin, FUEL);
         assert_eq!(o.result.as_ref().ok(), Some(&1), "{name}");
         assert!(o.stdout.is_empty(), "{name}");
-        assert!(o.stderr.starts_with(&format!("{name}: error: ")), "{name}: {}", o.stderr);
+        assert!(
+            o.stderr.starts_with(&format!("{name}: error: ")),
+            "{name}: {}",
+            o.stderr
+        );
     }
 }
 
@@ -218,7 +236,10 @@ fn trap(name: &str, fuel: u64) -> TrapCode {
 
 #[test]
 fn test_modules_misbehave_as_named() {
-    assert_eq!(trap("trap_unreachable", FUEL), TrapCode::UnreachableCodeReached);
+    assert_eq!(
+        trap("trap_unreachable", FUEL),
+        TrapCode::UnreachableCodeReached
+    );
     assert_eq!(trap("trap_oob", FUEL), TrapCode::MemoryOutOfBounds);
     assert_eq!(trap("trap_div0", FUEL), TrapCode::IntegerDivisionByZero);
     let stack = trap("trap_stack", FUEL);

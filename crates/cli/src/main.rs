@@ -3,6 +3,7 @@
 mod bench;
 mod client;
 mod serve;
+mod sim;
 mod vm;
 
 use clap::{Parser, Subcommand};
@@ -36,6 +37,8 @@ enum Command {
     /// Run benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Simulate scheduling policies on an arrival trace in virtual time.
+    Sim(sim::SimArgs),
     /// Run the serverless platform: the OpenWhisk-compatible API on elastic VMs.
     Serve(serve::ServeArgs),
     /// Manage and invoke actions on a platform (like `wsk action`).
@@ -69,6 +72,8 @@ fn main() -> std::process::ExitCode {
         Command::Vm(c) => vm::run(c),
         Command::Bench(c) => bench::run(c),
         Command::Serve(a) => serve::run(a),
+        Command::Sim(a) => sim::run(&a).map(|()| std::process::ExitCode::SUCCESS),
+
         Command::Action { conn, cmd } => client::action(&conn, cmd),
         Command::Activation { conn, cmd } => client::activation(&conn, cmd),
     };

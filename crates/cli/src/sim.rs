@@ -4,10 +4,12 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use ditto_sched::service::ServiceDist;
 use ditto_sched::sim::{
     compare, simulate, Comparison, SimConfig, SimReport, Workload, GOAL_P99_RATIO,
     GOAL_REACTION_MS, GOAL_RESERVED_RATIO,
 };
+use ditto_sched::trace::TraceSpec;
 use ditto_sched::{build_policy, policy_help, POLICIES};
 use std::time::Instant;
 
@@ -140,12 +142,17 @@ pub fn run(args: &SimArgs) -> Result<()> {
         );
     }
     let t0 = Instant::now();
+    // Parse first for errors that name the flag; generation parses again (cheap).
+    args.trace
+        .parse::<TraceSpec>()
+        .with_context(|| format!("--trace {}", args.trace))?;
+    args.service
+        .parse::<ServiceDist>()
+        .with_context(|| format!("--service {}", args.service))?;
     let wl = Workload::generate(&args.trace, &args.service, args.seed)?;
     if args.compare {
         if let Some((_, k, _)) = opts.iter().find(|(p, _, _)| p.is_none()) {
-            bail!(
-                "with --compare, prefix policy options with the policy name (e.g. queue.{k}=...)"
-            );
+            bail!("with --compare, prefix policy options with the policy name (POLICY.{k}=...)");
         }
         let runs: Vec<(String, Vec<(String, String)>)> = POLICIES
             .iter()

@@ -1,0 +1,4 @@
+//! The `aes` catalog function as a program: JSON parameters on stdin, JSON result on stdout.
+fn main() -> std::process::ExitCode {
+    ditto_functions::cli::main("aes", ditto_functions::kernels::aes)
+}

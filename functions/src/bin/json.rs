@@ -1,0 +1,4 @@
+//! The `json` catalog function as a program: JSON parameters on stdin, JSON result on stdout.
+fn main() -> std::process::ExitCode {
+    ditto_functions::cli::main("json", ditto_functions::kernels::json)
+}

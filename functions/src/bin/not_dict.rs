@@ -1,0 +1,4 @@
+//! Test module: prints valid JSON that is neither an object nor an array.
+fn main() {
+    println!("42");
+}

@@ -1,0 +1,4 @@
+//! The `spin` catalog function as a program: JSON parameters on stdin, JSON result on stdout.
+fn main() -> std::process::ExitCode {
+    ditto_functions::cli::main("spin", ditto_functions::kernels::spin)
+}
