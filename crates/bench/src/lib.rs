@@ -2,6 +2,7 @@
 //! worker wake latency, cold start, dispatch throughput, a sleeping worker's CPU);
 //! [`summary`] turns samples into medians and tails; [`report`] writes report files.
 
+pub mod functions;
 pub mod micro;
 pub mod report;
 pub mod summary;

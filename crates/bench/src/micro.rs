@@ -84,7 +84,7 @@ pub fn guest_image() -> Result<&'static GuestImage, VmmError> {
     Ok(IMAGE.get_or_init(|| parsed))
 }
 
-fn launch(regular: u32, workers: u32, active: u32) -> Result<Vm, VmmError> {
+pub(crate) fn launch(regular: u32, workers: u32, active: u32) -> Result<Vm, VmmError> {
     let cfg = VmConfig {
         regular,
         workers,

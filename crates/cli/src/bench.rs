@@ -13,6 +13,23 @@ pub enum BenchCommand {
     /// cold start (1+4 vCPUs, 64 MiB), no-op dispatch throughput with 1/2/4 active
     /// workers, and the CPU a sleeping worker uses in 1 s.
     Micro(MicroArgs),
+    /// Every catalog function in the guest against the same Rust code native on the host:
+    /// medians of run time, their ratio, instantiation, warm and cold invocation latency.
+    Functions(FunctionsArgs),
+}
+
+/// Arguments of `ditto bench functions`.
+#[derive(Args)]
+pub struct FunctionsArgs {
+    /// Measured runs per function and side.
+    #[arg(long, default_value_t = 20)]
+    runs: u32,
+    /// Directory for the report files (JSON + Markdown).
+    #[arg(long, default_value = "reports")]
+    out: PathBuf,
+    /// Print the results as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Arguments of `ditto bench micro`.
@@ -35,6 +52,19 @@ pub struct MicroArgs {
 /// Run a `ditto bench` command.
 pub fn run(cmd: BenchCommand) -> Result<ExitCode> {
     match cmd {
+        BenchCommand::Functions(a) => {
+            anyhow::ensure!(a.runs > 0, "--runs must be at least 1");
+            let rows = ditto_bench::functions::run(a.runs, !a.json)?;
+            let md = ditto_bench::functions::markdown(&rows);
+            let (j, m) = ditto_bench::report::write(&a.out, "functions", &rows, &md)?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                println!("{md}\nreport: {} and {}", j.display(), m.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+
         BenchCommand::Micro(a) => {
             if a.samples == 0 || a.dispatch_tasks == 0 {
                 anyhow::bail!("--samples and --dispatch-tasks must be at least 1");
