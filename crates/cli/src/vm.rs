@@ -62,6 +62,13 @@ pub struct RunArgs {
     /// KVM device.
     #[arg(long, default_value = "/dev/kvm", env = "DITTO_KVM")]
     kvm: String,
+    /// Scheduling policy deciding how many workers are awake: ditto (the paper's
+    /// threshold policy), fixed, queue, predictive. Without it the active count stays.
+    #[arg(long)]
+    policy: Option<String>,
+    /// Policy option KEY=VALUE (repeatable), e.g. --policy-opt idle_timeout=5ms.
+    #[arg(long = "policy-opt", value_name = "KEY=VALUE")]
+    policy_opt: Vec<String>,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -97,6 +104,7 @@ struct RunReport {
     measurement: String,
     measured_entries: u64,
     launch_ms: f64,
+    decisions: Vec<ditto_sched::DecisionRecord>,
     wall_ms: f64,
     tasks_per_s: f64,
     errors: Vec<String>,
@@ -142,6 +150,7 @@ fn run_vm(a: RunArgs) -> Result<ExitCode> {
         tasks_failed: failed,
         measurement: vm.measurement_hex(),
         measured_entries: vm.measured_entries(),
+        decisions: vm.decisions(),
         launch_ms: vm.launch_time().as_secs_f64() * 1e3,
         wall_ms: wall.as_secs_f64() * 1e3,
         tasks_per_s: a.tasks as f64 / wall.as_secs_f64().max(1e-9),
@@ -169,7 +178,22 @@ fn launch(a: &RunArgs) -> Result<Vm> {
         kvm_path: a.kvm.clone(),
         ..VmConfig::default()
     };
-    Ok(Vm::launch(cfg, ditto_guest_image::GUEST_ELF)?)
+    let vm = Vm::launch(cfg, ditto_guest_image::GUEST_ELF)?;
+    if let Some(name) = &a.policy {
+        let opts = a
+            .policy_opt
+            .iter()
+            .map(|kv| {
+                kv.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+            })
+            .collect::<Option<Vec<_>>>()
+            .context("--policy-opt takes KEY=VALUE")?;
+        let policy = ditto_sched::build_policy(name, &opts)
+            .map_err(|e| anyhow::anyhow!("{e}\n{}", ditto_sched::policy_help()))?;
+        vm.set_policy(policy, None)?;
+    }
+    Ok(vm)
 }
 
 #[derive(Serialize)]
@@ -283,6 +307,20 @@ fn print_table(r: &RunReport) {
         "launch measurement (SHA-384, {} entries): {}",
         r.measured_entries, r.measurement
     );
+    if !r.decisions.is_empty() {
+        let wakes = r
+            .decisions
+            .iter()
+            .filter(|d| d.action == ditto_sched::Action::Wake)
+            .count();
+        println!(
+            "policy decisions: {} ({} wake, {} sleep); last: {:?}",
+            r.decisions.len(),
+            wakes,
+            r.decisions.len() - wakes,
+            r.decisions.last().map(|d| &d.reason)
+        );
+    }
     println!(
         "launched in {:.2} ms; {} tasks completed, {} failed in {:.1} ms ({:.0} tasks/s)\n",
         r.launch_ms, r.tasks_completed, r.tasks_failed, r.wall_ms, r.tasks_per_s

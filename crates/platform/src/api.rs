@@ -274,6 +274,17 @@ async fn put_action(
     limits
         .validate()
         .map_err(|m| err(StatusCode::BAD_REQUEST, m))?;
+    let annotations = put
+        .annotations
+        .or_else(|| existing.as_ref().map(|a| a.annotations.clone()))
+        .unwrap_or_default();
+    let (policy, opts) = model::policy_annotation(&annotations);
+    ditto_sched::build_policy(&policy, &opts).map_err(|e| {
+        err(
+            StatusCode::BAD_REQUEST,
+            format!("Invalid policy annotation: {e}"),
+        )
+    })?;
     let action = Action {
         namespace: ns.clone(),
         name: name.clone(),
@@ -285,10 +296,7 @@ async fn put_action(
             .or_else(|| existing.as_ref().map(|a| a.parameters.clone()))
             .unwrap_or_default(),
         limits,
-        annotations: put
-            .annotations
-            .or_else(|| existing.as_ref().map(|a| a.annotations.clone()))
-            .unwrap_or_default(),
+        annotations,
         updated: model::now_ms(),
     };
     let store = p.store.clone();

@@ -126,6 +126,36 @@ impl Action {
     }
 }
 
+/// The scheduling policy named by the `policy` annotation (default `queue`) and its
+/// options from the `policy_opts` annotation (an object of option = value).
+pub fn policy_annotation(annotations: &[KeyValue]) -> (String, Vec<(String, String)>) {
+    let find = |k: &str| {
+        annotations
+            .iter()
+            .find(|kv| kv.key == k)
+            .map(|kv| &kv.value)
+    };
+    let name = find("policy")
+        .and_then(Value::as_str)
+        .unwrap_or("queue")
+        .to_string();
+    let opts = match find("policy_opts") {
+        Some(Value::Object(m)) => m
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| v.to_string()),
+                )
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    (name, opts)
+}
+
 /// The body of `PUT .../actions/{name}`.
 #[derive(Debug, Deserialize)]
 pub struct ActionPut {

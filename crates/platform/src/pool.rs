@@ -1,8 +1,8 @@
 //! Elastic VMs per action: start on first use (a cold start, measured as `initTime`),
-//! route invocations to the least-loaded VM, wake a sleeping worker when a VM's awake
-//! workers are all busy, sleep idle workers after `worker_idle`, scale out with another VM
-//! when every worker of every VM of the action is awake and busy, and retire VMs idle for
-//! `keep_alive`. A host-wide budget bounds the awake vCPUs of all VMs together: a worker
+//! route invocations to the least-loaded VM, let each VM's scheduling policy (`ditto-sched`,
+//! chosen by the action's `policy` annotation, default `queue`) wake and sleep its workers,
+//! scale out with another VM when every worker of every VM of the action is busy, and
+//! retire VMs idle for `keep_alive`. A host-wide budget bounds the awake vCPUs of all VMs together: a worker
 //! wakes, and a VM starts, only if the budget allows.
 
 use crate::metrics::Metrics;
@@ -77,6 +77,16 @@ pub struct Budget {
     limit: u32,
 }
 
+impl ditto_vmm::elastic::WakeBudget for Budget {
+    fn try_take(&self, n: u32) -> bool {
+        Budget::try_take(self, n)
+    }
+
+    fn give(&self, n: u32) {
+        Budget::give(self, n)
+    }
+}
+
 impl Budget {
     fn try_take(&self, n: u32) -> bool {
         self.used
@@ -106,10 +116,10 @@ pub struct PooledVm {
     pub id: u64,
     vm: Vm,
     inflight: AtomicU32,
-    /// Workers currently charged to the budget as awake.
-    awake: AtomicU32,
     last_busy: Mutex<Instant>,
     retired: AtomicBool,
+    /// Worker wakes and sleeps already exported to the metrics.
+    exported: Mutex<(u64, u64)>,
 }
 
 impl PooledVm {
@@ -127,6 +137,8 @@ impl PooledVm {
 
 struct ActionPool {
     version: String,
+    policy: String,
+    policy_opts: Vec<(String, String)>,
     module: Arc<Vec<u8>>,
     memory_mib: u64,
     vms: Mutex<Vec<Arc<PooledVm>>>,
@@ -203,7 +215,7 @@ pub struct Pools {
     cfg: PoolConfig,
     image: GuestImage,
     pools: Mutex<HashMap<(String, String), Arc<ActionPool>>>,
-    budget: Budget,
+    budget: Arc<Budget>,
     metrics: Arc<Metrics>,
     next_vm: AtomicU64,
     retired_reserved_ns: AtomicU64,
@@ -216,10 +228,10 @@ impl Pools {
         let image = ditto_vmm::loader::parse(ditto_guest_image::GUEST_ELF)?;
         metrics.budget_limit.set(cfg.vcpu_budget as i64);
         Ok(Pools {
-            budget: Budget {
+            budget: Arc::new(Budget {
                 used: AtomicU32::new(0),
                 limit: cfg.vcpu_budget,
-            },
+            }),
             cfg,
             image,
             pools: Mutex::new(HashMap::new()),
@@ -245,8 +257,20 @@ impl Pools {
         }
         let vcpus = (self.cfg.regular + self.cfg.workers) as u64;
         let memory_mib = (vcpus * (action.limits.memory + 32)).min(2000);
+        // The action's policy (annotations), defaulting to `queue` with the configured
+        // worker idle timeout.
+        let (policy, mut policy_opts) = crate::model::policy_annotation(&action.annotations);
+        if policy == "queue" && !policy_opts.iter().any(|(k, _)| k == "idle_timeout") {
+            policy_opts.push((
+                "idle_timeout".into(),
+                format!("{}ms", self.cfg.worker_idle.as_millis()),
+            ));
+        }
         let fresh = Arc::new(ActionPool {
             version: action.version.clone(),
+            policy,
+            policy_opts,
+
             module: Arc::new(action.code.clone()),
             memory_mib,
             vms: Mutex::new(Vec::new()),
@@ -282,7 +306,7 @@ impl Pools {
         }
         self.metrics.vm_retired.inc();
         self.metrics.vms.dec();
-        let charged = self.cfg.regular + v.awake.load(Ordering::Acquire);
+        let charged = self.cfg.regular + v.vm.active_workers();
         let reserved: u64 = v.vm.stats().iter().map(|s| s.reserved_ns).sum();
         self.retired_reserved_ns
             .fetch_add(reserved, Ordering::AcqRel);
@@ -352,7 +376,6 @@ impl Pools {
                         )));
                     }
                     v.inflight.fetch_add(1, Ordering::AcqRel);
-                    self.maybe_wake(v);
                     return Ok((v.clone(), None));
                 }
                 // Every worker busy and room to grow: scale out (budget already taken).
@@ -378,11 +401,19 @@ impl Pools {
         };
         let me = self.clone();
         let module = pool.module.clone();
+        let (policy_name, policy_opts) = (pool.policy.clone(), pool.policy_opts.clone());
         let started = tokio::task::spawn_blocking(move || -> Result<Vm, PoolError> {
             let vm =
                 Vm::launch_image(cfg, &me.image).map_err(|e| PoolError::Start(e.to_string()))?;
             match vm.load_function(&module) {
-                Ok(Ok(_)) => Ok(vm),
+                Ok(Ok(_)) => {
+                    let budget: Arc<dyn ditto_vmm::elastic::WakeBudget> = me.budget.clone();
+                    let policy = ditto_sched::build_policy(&policy_name, &policy_opts)
+                        .map_err(|e| PoolError::BadModule(format!("Bad policy annotation: {e}")))?;
+                    vm.set_policy(policy, Some(budget))
+                        .map_err(|e| PoolError::Start(e.to_string()))?;
+                    Ok(vm)
+                }
                 Ok(Err(e)) => Err(PoolError::BadModule(e.to_string())),
                 Err(e) => Err(PoolError::Start(e.to_string())),
             }
@@ -401,9 +432,9 @@ impl Pools {
             id: self.next_vm.fetch_add(1, Ordering::AcqRel),
             vm,
             inflight: AtomicU32::new(1),
-            awake: AtomicU32::new(self.cfg.initial_active),
             last_busy: Mutex::new(Instant::now()),
             retired: AtomicBool::new(false),
+            exported: Mutex::new((0, 0)),
         });
         self.metrics.vm_starts.inc();
         self.metrics.vms.inc();
@@ -414,28 +445,8 @@ impl Pools {
         Ok((pooled, Some(t0.elapsed())))
     }
 
-    /// The event path: if this VM has more in flight than awake workers and a sleeping
-    /// worker, wake one now (budget permitting).
-    fn maybe_wake(&self, v: &PooledVm) {
-        let awake = v.awake.load(Ordering::Acquire);
-        if v.inflight.load(Ordering::Acquire) > awake
-            && awake < self.cfg.workers
-            && self.budget.try_take(1)
-        {
-            if v.awake
-                .compare_exchange(awake, awake + 1, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-                && v.vm.set_active_workers(awake + 1).is_ok()
-            {
-                self.metrics.wakes.inc();
-            } else {
-                self.budget.give(1);
-            }
-        }
-    }
-
-    /// The periodic path (every few ms): sleep workers idle past `worker_idle`, retire VMs
-    /// idle past `keep_alive`, refresh gauges.
+    /// The periodic path (every few ms): retire VMs idle past `keep_alive`, refresh
+    /// gauges (wakes and sleeps are the policies' business).
     pub fn tick(&self) {
         let pools: Vec<((String, String), Arc<ActionPool>)> = self
             .pools
@@ -455,21 +466,9 @@ impl Pools {
                     self.retire(v);
                     continue;
                 }
-                let awake = v.awake.load(Ordering::Acquire);
-                let want = inflight.max(1).min(self.cfg.workers);
-                if awake > want
-                    && idle >= self.cfg.worker_idle
-                    && v.awake
-                        .compare_exchange(awake, want, Ordering::AcqRel, Ordering::Acquire)
-                        .is_ok()
-                {
-                    let _ = v.vm.set_active_workers(want);
-                    self.budget.give(awake - want);
-                    self.metrics.sleeps.inc_by((awake - want) as u64);
-                }
                 let label = format!("{ns}/{name}");
                 let id = v.id.to_string();
-                let now_awake = v.awake.load(Ordering::Acquire) as i64;
+                let now_awake = v.vm.active_workers() as i64;
                 self.metrics
                     .awake_workers
                     .with_label_values(&[&label, &id])
@@ -478,7 +477,15 @@ impl Pools {
                     .sleeping_workers
                     .with_label_values(&[&label, &id])
                     .set(self.cfg.workers as i64 - now_awake);
-                reserved_ns += v.vm.stats().iter().map(|s| s.reserved_ns).sum::<u64>();
+                let stats = v.vm.stats();
+                reserved_ns += stats.iter().map(|s| s.reserved_ns).sum::<u64>();
+                let wakes: u64 = stats.iter().map(|s| s.wakes).sum();
+                let sleeps: u64 = stats.iter().map(|s| s.sleeps).sum();
+                let mut seen = v.exported.lock().unwrap_or_else(|e| e.into_inner());
+                self.metrics.wakes.inc_by(wakes.saturating_sub(seen.0));
+                self.metrics.sleeps.inc_by(sleeps.saturating_sub(seen.1));
+                *seen = (wakes.max(seen.0), sleeps.max(seen.1));
+                drop(seen);
                 keep.push(v);
             }
             *vms = keep;
@@ -514,7 +521,7 @@ impl Pools {
         for p in pools.values() {
             for v in p.vms.lock().unwrap_or_else(|e| e.into_inner()).iter() {
                 out.0 += 1;
-                out.1 += v.awake.load(Ordering::Acquire);
+                out.1 += v.vm.active_workers();
                 out.2 += v.inflight.load(Ordering::Acquire);
             }
         }

@@ -267,6 +267,9 @@ pub(crate) struct VcpuCtl {
     /// A task submission already signalled this idle worker (so the next submission
     /// signals another one); cleared when the worker looks at the queue.
     pub notified: bool,
+    /// Incremented each time the worker becomes idle (so idle timers can tell whether
+    /// it stayed idle since they were armed).
+    pub idle_epoch: u64,
 }
 
 impl VcpuCtl {
@@ -288,6 +291,7 @@ impl VcpuCtl {
             pthread: None,
             tid: 0,
             notified: false,
+            idle_epoch: 0,
         }
     }
 
@@ -298,6 +302,10 @@ impl VcpuCtl {
         if next == VcpuState::Sleeping && self.state != VcpuState::Sleeping {
             self.stats.sleeps += 1;
         }
+        if next == VcpuState::ActiveIdle && self.state != VcpuState::ActiveIdle {
+            self.idle_epoch += 1;
+        }
+
         self.state = next;
         self.since = now;
     }

@@ -16,6 +16,7 @@
 pub mod boot;
 pub mod config;
 pub mod dispatch;
+pub mod elastic;
 pub mod error;
 pub mod function;
 pub mod kvm;
@@ -57,6 +58,8 @@ pub(crate) struct VmShared {
     recording: AtomicBool,
     pings: Mutex<Vec<u64>>,
     wakes: Mutex<Vec<u64>>,
+    /// The scheduling policy, once attached ([`Vm::set_policy`]).
+    elastic: std::sync::OnceLock<elastic::Elastic>,
 }
 
 impl VmShared {
@@ -73,6 +76,11 @@ impl VmShared {
 
     fn notify(&self, id: usize) {
         self.cvs[id].notify_one();
+    }
+
+    /// Where idle events go, if a policy is attached.
+    pub fn elastic_events(&self) -> Option<&std::sync::mpsc::Sender<elastic::Event>> {
+        self.elastic.get().map(|e| &e.events)
     }
 
     pub fn push_log(&self, vcpu: u32, line: String) {
@@ -198,6 +206,7 @@ impl Vm {
             recording: AtomicBool::new(false),
             pings: Mutex::new(Vec::new()),
             wakes: Mutex::new(Vec::new()),
+            elastic: std::sync::OnceLock::new(),
         });
         let mut me = Vm {
             shared: shared.clone(),
@@ -219,6 +228,7 @@ impl Vm {
                 exits: 0,
                 boot_faults: 0,
                 last_ping: None,
+                idle_sent: 0,
             };
             let h = std::thread::Builder::new()
                 .name(format!("ditto-vcpu{id}"))
@@ -313,6 +323,10 @@ impl Vm {
             submitted: Instant::now(),
             dispatched: None,
         });
+        // The policy's event path: it may wake workers for this arrival at once.
+        for id in self.shared.on_arrival(&mut d) {
+            self.shared.notify(id);
+        }
         if let Some(id) = d.claim_idle_worker() {
             self.shared.notify(id);
         }
@@ -504,6 +518,10 @@ impl Vm {
                 self.shared.watch_cv.notify_all();
             }
         }
+        if let Some(e) = self.shared.elastic_events() {
+            let _ = e.send(elastic::Event::Stop);
+        }
+
         if let Some(w) = self.watchdog.take() {
             let _ = w.join();
         }

@@ -137,6 +137,8 @@ pub(crate) struct VcpuThread {
     pub exits: u64,
     pub boot_faults: u32,
     pub last_ping: Option<Instant>,
+    /// The last idle epoch reported to the policy controller.
+    pub idle_sent: u64,
 }
 
 impl VcpuThread {
@@ -312,7 +314,19 @@ impl VcpuThread {
                     d.vcpus[id].pthread = None;
                     return Flow::Stop;
                 }
-                Next::Wait => d = self.shared.wait(id, d),
+                Next::Wait => {
+                    let v = &d.vcpus[id];
+                    if v.state == VcpuState::ActiveIdle && v.idle_epoch != self.idle_sent {
+                        self.idle_sent = v.idle_epoch;
+                        if let Some(e) = self.shared.elastic_events() {
+                            let _ = e.send(crate::elastic::Event::Idle {
+                                vcpu: id,
+                                epoch: v.idle_epoch,
+                            });
+                        }
+                    }
+                    d = self.shared.wait(id, d)
+                }
                 Next::Run => {
                     let v = &mut d.vcpus[id];
                     if let Some(t) = v.woken_at.take() {

@@ -433,3 +433,57 @@ fn invalid_configurations_give_clear_errors() {
         .unwrap_or_default()
         .contains("Guest image"));
 }
+
+#[test]
+fn a_policy_wakes_workers_under_load_and_sleeps_them_after() {
+    if !common::kvm_ok() {
+        return;
+    }
+    let vm = common::vm(1, 4, 1);
+    let opts = vec![("idle_timeout".to_string(), "10ms".to_string())];
+    let policy = ditto_sched::build_policy("queue", &opts).expect("queue policy");
+    vm.set_policy(policy, None).expect("attach");
+    let tickets: Vec<_> = (0..60)
+        .map(|_| {
+            vm.submit(TaskSpec::new(TaskKind::Spin, 300_000))
+                .expect("submit")
+        })
+        .collect();
+    for t in tickets {
+        assert!(t.wait().outcome.is_ok());
+    }
+    let decisions = vm.decisions();
+    assert!(
+        decisions
+            .iter()
+            .any(|d| d.action == ditto_sched::Action::Wake
+                && d.trigger == ditto_sched::Trigger::Arrival),
+        "an arrival woke workers: {decisions:?}"
+    );
+    let used: Vec<u64> = vm.stats()[1..].iter().map(|s| s.tasks).collect();
+    assert!(
+        used.iter().filter(|&&n| n > 0).count() >= 2,
+        "work spread over woken workers: {used:?}"
+    );
+    // After the load, idle workers go back to sleep (down to one awake).
+    let t0 = Instant::now();
+    while vm.active_workers() > 1 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "workers never slept: {:?}",
+            vm.states()
+        );
+        std::thread::yield_now();
+    }
+    assert!(vm
+        .decisions()
+        .iter()
+        .any(|d| d.trigger == ditto_sched::Trigger::IdleTimeout));
+    assert!(matches!(
+        vm.set_policy(
+            ditto_sched::build_policy("fixed", &[]).expect("fixed"),
+            None
+        ),
+        Err(VmmError::InvalidArgument(_))
+    ));
+}
