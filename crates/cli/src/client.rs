@@ -303,7 +303,78 @@ pub fn action(conn: &Conn, cmd: ActionCommand) -> Result<ExitCode> {
     }
 }
 
+/// `ditto catalog ...`
+#[derive(Subcommand)]
+pub enum CatalogCommand {
+    /// List the built-in catalog functions and their parameters.
+    List,
+    /// Create (or update) every catalog function as an action on the platform.
+    Deploy,
+    /// Write every catalog module as NAME.wasm into a directory.
+    Export {
+        /// Target directory.
+        dir: PathBuf,
+    },
+}
+
+/// Run `ditto catalog ...`.
+pub fn catalog(conn: &Conn, cmd: CatalogCommand) -> Result<ExitCode> {
+    match cmd {
+        CatalogCommand::List => {
+            for f in ditto_catalog::all() {
+                println!(
+                    "{:<16} {:>4} KiB  {}  (default {})",
+                    f.name,
+                    f.wasm.len() / 1024,
+                    f.params,
+                    f.default_params
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        CatalogCommand::Export { dir } => {
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            for f in ditto_catalog::all() {
+                let path = dir.join(format!("{}.wasm", f.name));
+                std::fs::write(&path, f.wasm)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                println!("{}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        CatalogCommand::Deploy => {
+            let client = Client::new(conn)?;
+            let mut failed = 0;
+            for f in ditto_catalog::all() {
+                let body = json!({"exec": {"kind": "wasm", "code": base64::engine::general_purpose::STANDARD.encode(f.wasm), "binary": true}});
+                let (s, v) = client.send(
+                    "PUT",
+                    &format!("/actions/{}?overwrite=true", f.name),
+                    Some(&body),
+                )?;
+                if (200..300).contains(&s) {
+                    println!(
+                        "deployed {:<16} version {}",
+                        f.name,
+                        v["version"].as_str().unwrap_or("?")
+                    );
+                } else {
+                    failed += 1;
+                    eprintln!("error: {}: HTTP {s}: {v}", f.name);
+                }
+            }
+            Ok(if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+    }
+}
+
 /// Run `ditto activation ...`.
+
 pub fn activation(conn: &Conn, cmd: ActivationCommand) -> Result<ExitCode> {
     let client = Client::new(conn)?;
     let path = match &cmd {

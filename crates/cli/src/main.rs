@@ -48,6 +48,13 @@ enum Command {
         #[command(subcommand)]
         cmd: client::ActionCommand,
     },
+    /// The built-in function catalog: list, deploy to a platform, export modules.
+    Catalog {
+        #[command(flatten)]
+        conn: client::Conn,
+        #[command(subcommand)]
+        cmd: client::CatalogCommand,
+    },
     /// Inspect activations (like `wsk activation`).
     Activation {
         #[command(flatten)]
@@ -76,6 +83,7 @@ fn main() -> std::process::ExitCode {
 
         Command::Action { conn, cmd } => client::action(&conn, cmd),
         Command::Activation { conn, cmd } => client::activation(&conn, cmd),
+        Command::Catalog { conn, cmd } => client::catalog(&conn, cmd),
     };
     match result {
         Ok(code) => code,

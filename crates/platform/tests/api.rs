@@ -465,3 +465,103 @@ fn restart_keeps_actions_and_activations_and_shutdown_drains() {
     assert_eq!((s, v), (200, json!({"again": 1})));
     srv.stop();
 }
+
+/// Install the `openwhisk` npm package once into the target directory (the test setup).
+fn npm_openwhisk() -> Option<PathBuf> {
+    let which = |b: &str| {
+        std::process::Command::new(b)
+            .arg("--version")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
+    if !which("node") || !which("npm") {
+        if std::env::var_os("CI").is_some() {
+            panic!("node and npm are required under CI for the openwhisk npm compatibility test");
+        }
+        eprintln!("\n*** SKIPPING: node/npm not found; the openwhisk npm compatibility test needs them ***\n");
+        return None;
+    }
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/npm-openwhisk");
+    if !dir.join("node_modules/openwhisk").exists() {
+        std::fs::create_dir_all(&dir).expect("npm dir");
+        let out = std::process::Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&dir)
+            .arg("openwhisk@3")
+            .output()
+            .expect("npm runs");
+        assert!(
+            out.status.success(),
+            "npm install openwhisk failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Some(dir)
+}
+
+#[test]
+fn the_openwhisk_npm_client_works_against_ditto() {
+    if !ditto_vmm::kvm::usable_for_tests() {
+        return;
+    }
+    let Some(npm) = npm_openwhisk() else { return };
+    let srv = Server::start(temp_dir("npm"), None, |_| {});
+    let wasm_path = srv.dir.join("echo.wasm");
+    std::fs::write(&wasm_path, wat::parse_str(ECHO).expect("assembles")).expect("module file");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/openwhisk_npm.js");
+    let out = std::process::Command::new("node")
+        .arg(&script)
+        .arg(&srv.base)
+        .arg(&srv.auth)
+        .arg(&wasm_path)
+        .env("NODE_PATH", npm.join("node_modules"))
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("ok"),
+        "openwhisk npm client failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    srv.stop();
+}
+
+#[test]
+fn scales_out_when_every_worker_is_busy() {
+    if !ditto_vmm::kvm::usable_for_tests() {
+        return;
+    }
+    let srv = Server::start(temp_dir("scale"), None, |c| {
+        c.pool.workers = 1;
+        c.pool.max_vms_per_action = 3;
+        c.pool.vcpu_budget = 16;
+    });
+    srv.create("busy", LOOP, json!({"timeout": 400}));
+    let ids: Vec<String> = (0..3)
+        .map(|_| {
+            let (s, v) = srv.call("POST", "/api/v1/namespaces/_/actions/busy", Some(json!({})));
+            assert_eq!(s, 202);
+            v["activationId"].as_str().expect("id").to_string()
+        })
+        .collect();
+    for id in &ids {
+        srv.wait_activation(id);
+    }
+    let m = ureq::get(&format!("{}/metrics", srv.base))
+        .call()
+        .expect("metrics")
+        .into_string()
+        .expect("text");
+    let starts: f64 = m
+        .lines()
+        .find(|l| l.starts_with("ditto_vm_starts_total "))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .expect("vm starts metric");
+    assert!(
+        starts >= 2.0,
+        "one-worker VMs all busy: the action scaled out ({starts} VMs started)\n{m}"
+    );
+    srv.stop();
+}
