@@ -4,5 +4,6 @@
 
 pub mod functions;
 pub mod micro;
+pub mod platform;
 pub mod report;
 pub mod summary;

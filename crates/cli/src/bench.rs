@@ -16,6 +16,29 @@ pub enum BenchCommand {
     /// Every catalog function in the guest against the same Rust code native on the host:
     /// medians of run time, their ratio, instantiation, warm and cold invocation latency.
     Functions(FunctionsArgs),
+    /// The platform over real HTTP on loopback: warm no-op invoke latency, sustained
+    /// invocations/s with 1, 2 and 4 workers, cold first-invoke latency.
+    Platform(PlatformArgs),
+}
+
+/// Arguments of `ditto bench platform`.
+#[derive(Args)]
+pub struct PlatformArgs {
+    /// Warm latency samples.
+    #[arg(long, default_value_t = 2000)]
+    requests: u32,
+    /// Seconds per throughput run.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Cold-start samples (each deploys a fresh action).
+    #[arg(long, default_value_t = 30)]
+    cold: u32,
+    /// Directory for the report files.
+    #[arg(long, default_value = "reports")]
+    out: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Arguments of `ditto bench functions`.
@@ -52,6 +75,28 @@ pub struct MicroArgs {
 /// Run a `ditto bench` command.
 pub fn run(cmd: BenchCommand) -> Result<ExitCode> {
     match cmd {
+        BenchCommand::Platform(a) => {
+            anyhow::ensure!(
+                a.requests > 0 && a.cold > 0 && a.seconds > 0.0,
+                "counts and --seconds must be positive"
+            );
+            let opts = ditto_bench::platform::PlatformOptions {
+                requests: a.requests,
+                seconds: a.seconds,
+                cold: a.cold,
+                progress: !a.json,
+            };
+            let r = ditto_bench::platform::run(&opts)?;
+            let md = r.markdown();
+            let (j, m) = ditto_bench::report::write(&a.out, "platform", &r, &md)?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!("{md}\nreport: {} and {}", j.display(), m.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+
         BenchCommand::Functions(a) => {
             anyhow::ensure!(a.runs > 0, "--runs must be at least 1");
             let rows = ditto_bench::functions::run(a.runs, !a.json)?;

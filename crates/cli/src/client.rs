@@ -374,8 +374,7 @@ pub fn catalog(conn: &Conn, cmd: CatalogCommand) -> Result<ExitCode> {
 }
 
 /// Run `ditto activation ...`.
-pub fn activation
-(conn: &Conn, cmd: ActivationCommand) -> Result<ExitCode> {
+pub fn activation(conn: &Conn, cmd: ActivationCommand) -> Result<ExitCode> {
     let client = Client::new(conn)?;
     let path = match &cmd {
         ActivationCommand::List { name, limit, skip } => {

@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod config;
+pub mod local;
 pub mod metrics;
 pub mod model;
 pub mod pool;

@@ -357,12 +357,7 @@ impl Pools {
                 let n = v.inflight.load(Ordering::Acquire);
                 let full = n >= workers;
                 let can_grow = vms.len() < self.cfg.max_vms_per_action as usize;
-                if !full
-                    || !can_grow
-                    || !self
-                        .budget
-                        .try_take(self.cfg.regular + self.cfg.initial_active)
-                {
+                if !full || !can_grow || !self.take_for_new_vm(pool) {
                     // Queue on the least-loaded VM unless that is too much.
                     let queued: u32 = vms
                         .iter()
@@ -379,10 +374,7 @@ impl Pools {
                     return Ok((v.clone(), None));
                 }
                 // Every worker busy and room to grow: scale out (budget already taken).
-            } else if !self
-                .budget
-                .try_take(self.cfg.regular + self.cfg.initial_active)
-            {
+            } else if !self.take_for_new_vm(pool) {
                 self.metrics.throttled.inc();
                 return Err(PoolError::Overloaded(format!(
                     "The host's vCPU budget ({} awake vCPUs) is exhausted",
@@ -443,6 +435,54 @@ impl Pools {
             .unwrap_or_else(|e| e.into_inner())
             .push(pooled.clone());
         Ok((pooled, Some(t0.elapsed())))
+    }
+
+    /// Charge a new VM (regular + initial workers) to the budget, first evicting idle
+    /// VMs of other actions, least recently used first, if that is what it takes.
+    /// `this` is the caller's pool, whose lock it holds; other pools are only try-locked,
+    /// so two callers can never wait on each other.
+    fn take_for_new_vm(&self, this: &ActionPool) -> bool {
+        let need = self.cfg.regular + self.cfg.initial_active;
+        loop {
+            if self.budget.try_take(need) {
+                return true;
+            }
+            let pools: Vec<Arc<ActionPool>> = self
+                .pools
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+                .cloned()
+                .collect();
+            let mut victim: Option<(Duration, Arc<ActionPool>, u64)> = None;
+            for p in pools.iter().filter(|p| !std::ptr::eq(p.as_ref(), this)) {
+                let Ok(vms) = p.vms.try_lock() else { continue };
+                for v in vms
+                    .iter()
+                    .filter(|v| v.inflight.load(Ordering::Acquire) == 0)
+                {
+                    let idle = v.idle_for();
+                    if victim.as_ref().is_none_or(|(best, _, _)| idle > *best) {
+                        victim = Some((idle, p.clone(), v.id));
+                    }
+                }
+            }
+            let Some((_, pool, id)) = victim else {
+                return false;
+            };
+            let Ok(mut vms) = pool.vms.try_lock() else {
+                return false;
+            };
+            let Some(pos) = vms
+                .iter()
+                .position(|v| v.id == id && v.inflight.load(Ordering::Acquire) == 0)
+            else {
+                return false;
+            };
+            let v = vms.remove(pos);
+            drop(vms);
+            self.retire(v);
+        }
     }
 
     /// The periodic path (every few ms): retire VMs idle past `keep_alive`, refresh

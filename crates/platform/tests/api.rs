@@ -3,7 +3,6 @@
 
 use base64::Engine as _;
 use ditto_platform::config::ServeConfig;
-use ditto_platform::Platform;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -34,8 +33,7 @@ struct Server {
     base: String,
     auth: String,
     dir: PathBuf,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    local: Option<ditto_platform::local::LocalServer>,
 }
 
 impl Server {
@@ -45,37 +43,13 @@ impl Server {
             ..ServeConfig::default()
         };
         tweak(&mut cfg);
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let p = Platform::open(cfg).expect("platform opens");
-                let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("binds");
-                let creds = p.new_credentials.as_ref().map(|c| c.auth());
-                tx.send((l.local_addr().expect("addr"), creds))
-                    .expect("reports");
-                ditto_platform::serve(p, l, async move {
-                    let _ = stopped.await;
-                })
-                .await
-                .expect("serves");
-            });
-        });
-        let (addr, creds) = rx.recv().expect("server starts");
-        let auth = auth.or(creds).expect("credentials");
+        let local = ditto_platform::local::LocalServer::start(cfg).expect("server starts");
+        let auth = auth.or(local.auth.clone()).expect("credentials");
         Server {
-            base: format!("http://{addr}"),
+            base: local.base.clone(),
             auth,
             dir,
-            stop: Some(stop),
-            thread: Some(thread),
+            local: Some(local),
         }
     }
 
@@ -131,11 +105,8 @@ impl Server {
     }
 
     fn stop(mut self) -> (PathBuf, String) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            t.join().expect("server thread ends");
+        if let Some(l) = self.local.take() {
+            l.stop().expect("server stops cleanly");
         }
         (self.dir.clone(), self.auth.clone())
     }
@@ -562,6 +533,41 @@ fn scales_out_when_every_worker_is_busy() {
     assert!(
         starts >= 2.0,
         "one-worker VMs all busy: the action scaled out ({starts} VMs started)\n{m}"
+    );
+    srv.stop();
+}
+
+#[test]
+fn a_full_budget_evicts_the_least_recently_used_idle_vm() {
+    if !ditto_vmm::kvm::usable_for_tests() {
+        return;
+    }
+    // Room for two VMs of 1 regular + 1 awake worker.
+    let srv = Server::start(temp_dir("evict"), None, |c| {
+        c.pool.vcpu_budget = 4;
+    });
+    for name in ["a", "b", "c"] {
+        srv.create(name, ECHO, json!({}));
+        let (s, v) = srv.call(
+            "POST",
+            &format!("/api/v1/namespaces/_/actions/{name}?blocking=true&result=true"),
+            Some(json!({"n": name})),
+        );
+        assert_eq!((s, v), (200, json!({"n": name})), "action {name} got a VM");
+    }
+    let m = ureq::get(&format!("{}/metrics", srv.base))
+        .call()
+        .expect("metrics")
+        .into_string()
+        .expect("text");
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("ditto_vm_retired_total ") && !l.ends_with(" 0")),
+        "an idle VM was evicted:\n{m}"
+    );
+    assert!(
+        m.lines().any(|l| l == "ditto_vcpu_budget_in_use 4"),
+        "budget stays within its limit:\n{m}"
     );
     srv.stop();
 }

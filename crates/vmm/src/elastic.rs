@@ -120,11 +120,18 @@ pub(crate) fn load_view(d: &Dispatch, now_ns: u64) -> LoadView {
             }
             (VcpuState::Draining, _) => v.draining += 1,
             (VcpuState::Busy, _) => v.busy += 1,
-            (VcpuState::ActiveIdle, true) => v.idle += 1,
+            (VcpuState::ActiveIdle, true) if !c.notified => v.idle += 1,
+            (VcpuState::ActiveIdle, true) => v.busy += 1,
             (VcpuState::ActiveIdle, false) | (VcpuState::Booting, false) => v.sleeping += 1,
             (VcpuState::Regular, _) => {}
         }
     }
+    // The scheduler counts as queued only tasks no idle worker is about to take (in its
+    // model a task goes straight to an idle worker); here every task passes the queue.
+    let taken = v.queued.min(v.idle);
+    v.queued -= taken;
+    v.idle -= taken;
+    v.busy += taken;
     v
 }
 
