@@ -2,8 +2,10 @@
 //! worker wake latency, cold start, dispatch throughput, a sleeping worker's CPU);
 //! [`summary`] turns samples into medians and tails; [`report`] writes report files.
 
+pub mod elastic;
 pub mod functions;
 pub mod micro;
 pub mod platform;
+pub mod plot;
 pub mod report;
 pub mod summary;

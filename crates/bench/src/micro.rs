@@ -109,12 +109,8 @@ fn bar(opts: &MicroOptions, len: u64, what: &str) -> ProgressBar {
 
 /// CPU time consumed so far by OS thread `tid` of this process, ns.
 pub fn thread_cpu_ns(tid: i32) -> Result<u64, BenchError> {
-    let s = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat"))
-        .map_err(|e| BenchError::Measure(format!("cannot read CPU time of thread {tid}: {e}")))?;
-    s.split_whitespace()
-        .next()
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| BenchError::Measure(format!("unexpected schedstat for thread {tid}")))
+    ditto_vmm::thread_cpu_ns(tid)
+        .map_err(|e| BenchError::Measure(format!("cannot read CPU time of thread {tid}: {e}")))
 }
 
 fn wait_state(vm: &Vm, id: usize, want: VcpuState) -> Result<(), BenchError> {

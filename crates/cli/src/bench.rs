@@ -19,6 +19,46 @@ pub enum BenchCommand {
     /// The platform over real HTTP on loopback: warm no-op invoke latency, sustained
     /// invocations/s with 1, 2 and 4 workers, cold first-invoke latency.
     Platform(PlatformArgs),
+    /// Reproduce the paper's claim on real VMs: one trace replayed open-loop against
+    /// ditto, ditto-fast, fixed-peak, fixed-mean and scale-out; writes a Markdown report,
+    /// SVG plots and raw JSON.
+    Elastic(ElasticArgs),
+}
+
+/// Arguments of `ditto bench elastic`.
+#[derive(Args)]
+pub struct ElasticArgs {
+    /// The short suite (about a minute) instead of the default (about eight).
+    #[arg(long)]
+    quick: bool,
+    /// Trace spec (see `ditto sim --help`), e.g. onoff:on=4s,off=8s,rate=400/s,base=10/s,duration=60s.
+    #[arg(long)]
+    trace: Option<String>,
+    /// Catalog function to invoke.
+    #[arg(long)]
+    function: Option<String>,
+    /// Its JSON parameters.
+    #[arg(long)]
+    params: Option<String>,
+    /// Trace seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Latency SLO in ms.
+    #[arg(long)]
+    slo_ms: Option<f64>,
+    /// Modelled confidential-VM launch + attestation delay added to each scale-out VM
+    /// start, ms (off by default; labelled in the report when used).
+    #[arg(long, default_value_t = 0)]
+    launch_delay_ms: u64,
+    /// Configurations to run (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    configs: Option<Vec<String>>,
+    /// Directory for the report (a subdirectory per run).
+    #[arg(long, default_value = "reports")]
+    out: PathBuf,
+    /// Print the summary table as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Arguments of `ditto bench platform`.
@@ -75,6 +115,60 @@ pub struct MicroArgs {
 /// Run a `ditto bench` command.
 pub fn run(cmd: BenchCommand) -> Result<ExitCode> {
     match cmd {
+        BenchCommand::Elastic(a) => {
+            let mut o = if a.quick {
+                ditto_bench::elastic::ElasticOptions::quick()
+            } else {
+                ditto_bench::elastic::ElasticOptions::default_suite()
+            };
+            if let Some(t) = a.trace {
+                o.trace = t;
+            }
+            if let Some(f) = a.function {
+                o.function = f;
+            }
+            if let Some(p) = a.params {
+                o.params = serde_json::from_str(&p)
+                    .map_err(|e| anyhow::anyhow!("--params is not JSON: {e}"))?;
+            }
+            if let Some(s) = a.seed {
+                o.seed = s;
+            }
+            if let Some(s) = a.slo_ms {
+                o.slo_ms = s;
+            }
+            if let Some(c) = a.configs {
+                o.configs = c;
+            }
+            o.launch_delay_ms = a.launch_delay_ms;
+            o.progress = !a.json;
+            let (dir, report) = elastic(&o, &a.out)?;
+            if a.json {
+                let rows: Vec<serde_json::Value> = report
+                    .configs
+                    .iter()
+                    .map(|c| {
+                        serde_json::json!({
+                            "name": c.name, "p50_ms": c.p50_ms, "p90_ms": c.p90_ms, "p99_ms": c.p99_ms, "max_ms": c.max_ms,
+                            "reserved_vcpu_s": c.reserved_vcpu_s, "host_cpu_s": c.host_cpu_s, "completed": c.completed,
+                            "failed": c.failed, "slo_violations": c.slo_violations, "wakes": c.wakes, "sleeps": c.sleeps,
+                            "vm_starts": c.vm_starts, "throughput": c.throughput,
+                        })
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"report_dir": dir, "configs": rows})
+                    )?
+                );
+            } else {
+                println!("{}", std::fs::read_to_string(dir.join("report.md"))?);
+                println!("report: {}", dir.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+
         BenchCommand::Platform(a) => {
             anyhow::ensure!(
                 a.requests > 0 && a.cold > 0 && a.seconds > 0.0,
@@ -131,4 +225,27 @@ pub fn run(cmd: BenchCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Run the elastic experiment and write `report.md`, `report.json` and two SVG plots into
+/// a fresh directory under `out`.
+fn elastic(
+    o: &ditto_bench::elastic::ElasticOptions,
+    out: &std::path::Path,
+) -> Result<(PathBuf, ditto_bench::elastic::ElasticReport)> {
+    let report = ditto_bench::elastic::run(o)?;
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let dir = out.join(format!("elastic-{stamp}"));
+    std::fs::create_dir_all(&dir)?;
+    ditto_bench::plot::latency_cdf(&report, &dir.join("latency_cdf.svg"))?;
+    ditto_bench::plot::timeline(&report, &dir.join("awake_vcpus.svg"))?;
+    std::fs::write(dir.join("report.json"), serde_json::to_vec_pretty(&report)?)?;
+    std::fs::write(
+        dir.join("report.md"),
+        report.markdown("latency_cdf.svg", "awake_vcpus.svg"),
+    )?;
+    Ok((dir, report))
 }

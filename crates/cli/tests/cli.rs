@@ -124,3 +124,82 @@ fn help_explains_the_commands() {
         assert!(help.contains(word), "help lacks {word}");
     }
 }
+
+#[test]
+fn bench_elastic_quick_checks_its_own_output() {
+    if !kvm_ok() {
+        return;
+    }
+    let out = std::env::temp_dir().join(format!("ditto-elastic-test-{}", std::process::id()));
+    let o = ditto(&[
+        "bench",
+        "elastic",
+        "--quick",
+        "--trace",
+        "onoff:on=1s,off=1s,rate=60/s,base=5/s,duration=3s",
+        "--json",
+        "--out",
+        out.to_str().expect("utf-8 path"),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON summary");
+    let dir = std::path::PathBuf::from(summary["report_dir"].as_str().expect("report dir"));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("report.json")).expect("report.json"))
+            .expect("parses");
+    let requests = report["requests"].as_u64().expect("requests");
+    assert!(requests > 0);
+    let configs = report["configs"].as_array().expect("configs");
+    let names: Vec<&str> = configs.iter().filter_map(|c| c["name"].as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "ditto",
+            "ditto-fast",
+            "fixed-peak",
+            "fixed-mean",
+            "scale-out"
+        ]
+    );
+    for c in configs {
+        assert_eq!(
+            c["completed"].as_u64(),
+            Some(requests),
+            "{} completed every request",
+            c["name"]
+        );
+        assert_eq!(c["failed"], 0);
+        for key in ["p50_ms", "p99_ms", "reserved_vcpu_s", "host_cpu_s"] {
+            assert!(c[key].as_f64().is_some(), "{key}");
+        }
+    }
+    let peak = configs
+        .iter()
+        .find(|c| c["name"] == "fixed-peak")
+        .expect("fixed-peak");
+    let expected =
+        peak["peak_vcpus"].as_f64().expect("vcpus") * peak["window_s"].as_f64().expect("window");
+    let reserved = peak["reserved_vcpu_s"].as_f64().expect("reserved");
+    assert!(
+        (reserved - expected).abs() <= 0.05 * expected,
+        "fixed-peak reserved {reserved} vs {expected} vCPU-s"
+    );
+    let md = std::fs::read_to_string(dir.join("report.md")).expect("report.md");
+    assert!(md.contains("| fixed-peak |") && md.contains("latency_cdf.svg"));
+    for svg in ["latency_cdf.svg", "awake_vcpus.svg"] {
+        let text = std::fs::read_to_string(dir.join(svg)).expect("plot written");
+        assert!(
+            text.trim_start().starts_with("<svg") && text.trim_end().ends_with("</svg>"),
+            "{svg} is an SVG document"
+        );
+        assert!(
+            text.contains("<polyline") || text.contains("<path"),
+            "{svg} has lines"
+        );
+    }
+    let summary_rows = summary["configs"].as_array().expect("rows");
+    assert!(summary_rows
+        .iter()
+        .all(|r| r.get("p50_ms").is_some() && r.get("reserved_vcpu_s").is_some()));
+    std::fs::remove_dir_all(&out).ok();
+}

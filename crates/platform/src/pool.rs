@@ -34,6 +34,9 @@ pub struct PoolConfig {
     pub vcpu_budget: u32,
     /// Most invocations queued per action beyond its awake capacity.
     pub max_queue_per_action: u32,
+    /// Extra delay added to every VM start, modelling a confidential VM's launch and
+    /// attestation (off by default; benchmarks label it whenever it is used).
+    pub extra_launch_delay: Duration,
 }
 
 impl Default for PoolConfig {
@@ -50,6 +53,7 @@ impl Default for PoolConfig {
             worker_idle: Duration::from_millis(200),
             vcpu_budget: cores * 4,
             max_queue_per_action: 1000,
+            extra_launch_delay: Duration::ZERO,
         }
     }
 }
@@ -219,6 +223,7 @@ pub struct Pools {
     metrics: Arc<Metrics>,
     next_vm: AtomicU64,
     retired_reserved_ns: AtomicU64,
+    retired_cpu_ns: AtomicU64,
     closing: AtomicBool,
 }
 
@@ -238,6 +243,7 @@ impl Pools {
             metrics,
             next_vm: AtomicU64::new(1),
             retired_reserved_ns: AtomicU64::new(0),
+            retired_cpu_ns: AtomicU64::new(0),
             closing: AtomicBool::new(false),
         })
     }
@@ -310,6 +316,8 @@ impl Pools {
         let reserved: u64 = v.vm.stats().iter().map(|s| s.reserved_ns).sum();
         self.retired_reserved_ns
             .fetch_add(reserved, Ordering::AcqRel);
+        self.retired_cpu_ns
+            .fetch_add(v.vm.vcpu_cpu_ns(), Ordering::AcqRel);
         self.budget.give(charged);
         // The VM shuts down when its last handle goes: here if nothing is in flight,
         // otherwise when its last in-flight invocation finishes (see `invoke`). Shutting
@@ -394,7 +402,12 @@ impl Pools {
         let me = self.clone();
         let module = pool.module.clone();
         let (policy_name, policy_opts) = (pool.policy.clone(), pool.policy_opts.clone());
+        let delay = self.cfg.extra_launch_delay;
         let started = tokio::task::spawn_blocking(move || -> Result<Vm, PoolError> {
+            if !delay.is_zero() {
+                // A modelled confidential-VM launch + attestation delay.
+                std::thread::sleep(delay);
+            }
             let vm =
                 Vm::launch_image(cfg, &me.image).map_err(|e| PoolError::Start(e.to_string()))?;
             match vm.load_function(&module) {
@@ -552,6 +565,30 @@ impl Pools {
                 self.retire(v);
             }
         }
+    }
+
+    /// Reserved (awake) vCPU-ns and vCPU-thread CPU-ns of every VM ever started.
+    pub fn totals(&self) -> (u64, u64) {
+        let mut reserved = self.retired_reserved_ns.load(Ordering::Acquire);
+        let mut cpu = self.retired_cpu_ns.load(Ordering::Acquire);
+        for p in self
+            .pools
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+        {
+            for v in p.vms.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                reserved += v.vm.stats().iter().map(|s| s.reserved_ns).sum::<u64>();
+                cpu += v.vm.vcpu_cpu_ns();
+            }
+        }
+        (reserved, cpu)
+    }
+
+    /// Awake vCPUs now (regular + awake workers of every live VM).
+    pub fn awake_vcpus(&self) -> u32 {
+        let (vms, workers, _) = self.snapshot();
+        vms as u32 * self.cfg.regular + workers
     }
 
     /// (live VMs, awake workers, in flight) over all actions.

@@ -453,6 +453,15 @@ impl Vm {
         self.shared.lock().vcpus.iter().map(|v| v.state).collect()
     }
 
+    /// CPU time consumed so far by this VM's vCPU threads, ns (from the OS).
+    pub fn vcpu_cpu_ns(&self) -> u64 {
+        self.vcpu_tids()
+            .into_iter()
+            .filter(|&t| t > 0)
+            .filter_map(|t| thread_cpu_ns(t).ok())
+            .sum()
+    }
+
     /// OS thread ids of the vCPU threads (for CPU accounting).
     pub fn vcpu_tids(&self) -> Vec<i32> {
         self.shared.lock().vcpus.iter().map(|v| v.tid).collect()
@@ -537,7 +546,18 @@ impl Drop for Vm {
     }
 }
 
+/// CPU time consumed so far by OS thread `tid` of this process, ns (from
+/// `/proc/self/task/TID/schedstat`).
+pub fn thread_cpu_ns(tid: i32) -> std::io::Result<u64> {
+    let s = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat"))?;
+    s.split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("unexpected schedstat for thread {tid}")))
+}
+
 /// The deadline watchdog: sleeps until the earliest running task's deadline, then kicks
+
 /// every vCPU whose task is overdue (once per task).
 fn watchdog(shared: &VmShared) {
     let mut d = shared.lock();

@@ -34,12 +34,7 @@ fn float_native(n: u64) -> f64 {
 
 /// CPU time (ns) consumed so far by OS thread `tid` of this process.
 fn thread_cpu_ns(tid: i32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat"))
-        .expect("schedstat readable");
-    s.split_whitespace()
-        .next()
-        .and_then(|v| v.parse().ok())
-        .expect("schedstat has a CPU time")
+    ditto_vmm::thread_cpu_ns(tid).expect("schedstat readable")
 }
 
 fn wait_for_state(vm: &Vm, id: usize, want: VcpuState) {
