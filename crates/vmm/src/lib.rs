@@ -557,7 +557,6 @@ pub fn thread_cpu_ns(tid: i32) -> std::io::Result<u64> {
 }
 
 /// The deadline watchdog: sleeps until the earliest running task's deadline, then kicks
-
 /// every vCPU whose task is overdue (once per task).
 fn watchdog(shared: &VmShared) {
     let mut d = shared.lock();
