@@ -8,4 +8,5 @@ bash scripts/setup.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 (cd guest && cargo fmt -- --check && cargo clippy --release --locked -- -D warnings)
+(cd functions && cargo fmt -- --check)
 cargo test --workspace --locked

@@ -62,9 +62,9 @@ impl ElasticOptions {
     /// The default suite (≤ 10 minutes here).
     pub fn default_suite() -> ElasticOptions {
         ElasticOptions {
-            trace: "onoff:on=4s,off=8s,rate=400/s,base=10/s,duration=60s".into(),
+            trace: "onoff:on=4s,off=8s,rate=500/s,base=10/s,duration=60s".into(),
             function: "fib".into(),
-            params: json!({"n": 24}),
+            params: json!({"n": 25}),
             seed: 42,
             slo_ms: 50.0,
             workers: 4,

@@ -15,7 +15,8 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     /// The namespace created on first start.
     pub default_namespace: String,
-    /// Most invocations accepted and unfinished at once (beyond: 429).
+    /// Most invocations accepted and unfinished at once (beyond: 429). With parameters of
+    /// at most 1 MB each this also bounds the memory held by queued work (~1 GB).
     pub max_inflight: u32,
     /// VM pools.
     pub pool: PoolConfig,
@@ -27,7 +28,7 @@ impl Default for ServeConfig {
             listen: "127.0.0.1:3233".into(),
             data_dir: default_data_dir(),
             default_namespace: "guest".into(),
-            max_inflight: 10_000,
+            max_inflight: 1_000,
             pool: PoolConfig::default(),
         }
     }

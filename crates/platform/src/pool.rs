@@ -146,6 +146,8 @@ struct ActionPool {
     module: Arc<Vec<u8>>,
     memory_mib: u64,
     vms: Mutex<Vec<Arc<PooledVm>>>,
+    /// VMs being started (counted against `max_vms_per_action` until they join `vms`).
+    starting: AtomicU32,
 }
 
 /// What an invocation needs to know about where and how it ran.
@@ -280,6 +282,7 @@ impl Pools {
             module: Arc::new(action.code.clone()),
             memory_mib,
             vms: Mutex::new(Vec::new()),
+            starting: AtomicU32::new(0),
         });
         if let Some(old) = pools.insert(key, fresh.clone()) {
             // An updated action: its old VMs finish what they run and are retired.
@@ -364,7 +367,8 @@ impl Pools {
             if let Some(v) = &least {
                 let n = v.inflight.load(Ordering::Acquire);
                 let full = n >= workers;
-                let can_grow = vms.len() < self.cfg.max_vms_per_action as usize;
+                let starting = pool.starting.load(Ordering::Acquire) as usize;
+                let can_grow = vms.len() + starting < self.cfg.max_vms_per_action as usize;
                 if !full || !can_grow || !self.take_for_new_vm(pool) {
                     // Queue on the least-loaded VM unless that is too much.
                     let queued: u32 = vms
@@ -382,6 +386,12 @@ impl Pools {
                     return Ok((v.clone(), None));
                 }
                 // Every worker busy and room to grow: scale out (budget already taken).
+            } else if pool.starting.load(Ordering::Acquire) >= self.cfg.max_vms_per_action {
+                self.metrics.throttled.inc();
+                return Err(PoolError::Overloaded(format!(
+                    "All {} VMs of action {} are still starting",
+                    self.cfg.max_vms_per_action, action.name
+                )));
             } else if !self.take_for_new_vm(pool) {
                 self.metrics.throttled.inc();
                 return Err(PoolError::Overloaded(format!(
@@ -389,6 +399,8 @@ impl Pools {
                     self.cfg.vcpu_budget
                 )));
             }
+            // Counted while the pool is locked, so concurrent requests see this start.
+            pool.starting.fetch_add(1, Ordering::AcqRel);
         }
         // Cold start: budget for regular + initial workers is held.
         let t0 = Instant::now();
@@ -429,6 +441,7 @@ impl Pools {
         let vm = match started {
             Ok(vm) => vm,
             Err(e) => {
+                pool.starting.fetch_sub(1, Ordering::AcqRel);
                 self.budget.give(self.cfg.regular + self.cfg.initial_active);
                 return Err(e);
             }
@@ -443,10 +456,11 @@ impl Pools {
         });
         self.metrics.vm_starts.inc();
         self.metrics.vms.inc();
-        pool.vms
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(pooled.clone());
+        {
+            let mut vms = pool.vms.lock().unwrap_or_else(|e| e.into_inner());
+            vms.push(pooled.clone());
+            pool.starting.fetch_sub(1, Ordering::AcqRel);
+        }
         Ok((pooled, Some(t0.elapsed())))
     }
 
