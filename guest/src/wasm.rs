@@ -118,33 +118,60 @@ fn finish(out: &mut [u8], mut o: WasmOutcome, stdout: &[u8], stderr: &[u8], mess
         at += part.len();
     }
     out[..h].copy_from_slice(bytemuck::bytes_of(&o));
-    Done { len: at, value: o.code as u64 }
+    Done {
+        len: at,
+        value: o.code as u64,
+    }
 }
 
 fn fail(out: &mut [u8], code: WasmCode, message: &str) -> Done {
-    finish(out, WasmOutcome { code: code as u32, ..Default::default() }, &[], &[], message)
+    finish(
+        out,
+        WasmOutcome {
+            code: code as u32,
+            ..Default::default()
+        },
+        &[],
+        &[],
+        message,
+    )
 }
 
 fn new_engine() -> Engine {
     let mut config = Config::default();
-    config.consume_fuel(true).compilation_mode(CompilationMode::Lazy);
+    config
+        .consume_fuel(true)
+        .compilation_mode(CompilationMode::Lazy);
     Engine::new(&config)
 }
 
 /// `WasmInit`: validate and keep the module.
 pub fn init(input: &[u8], out: &mut [u8], tsc_khz: u64) -> Done {
-    if MODULE_STATE.compare_exchange(EMPTY, LOADING, Ordering::AcqRel, Ordering::Acquire).is_err() {
-        return fail(out, WasmCode::AlreadyLoaded, "A module is already loaded in this VM");
+    if MODULE_STATE
+        .compare_exchange(EMPTY, LOADING, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        return fail(
+            out,
+            WasmCode::AlreadyLoaded,
+            "A module is already loaded in this VM",
+        );
     }
     let t0 = now_ns(tsc_khz);
     let engine = new_engine();
-    let checked = Module::new(&engine, input).map_err(|e| format!("Invalid WebAssembly module: {e}")).and_then(|m| {
-        match m.get_export("_start").and_then(|e| e.func().cloned()) {
-            Some(ty) if ty.params().is_empty() && ty.results().is_empty() => Ok(()),
-            Some(_) => Err(String::from("The module's _start export must take and return nothing")),
-            None => Err(String::from("The module does not export a _start function (build it for wasm32-wasip1)")),
-        }
-    });
+    let checked = Module::new(&engine, input)
+        .map_err(|e| format!("Invalid WebAssembly module: {e}"))
+        .and_then(
+            |m| match m.get_export("_start").and_then(|e| e.func().cloned()) {
+                Some(ty) if ty.params().is_empty() && ty.results().is_empty() => Ok(()),
+                Some(_) => Err(String::from(
+                    "The module's _start export must take and return nothing",
+                )),
+                None => Err(String::from(
+                    "The module does not export a _start function (build it for wasm32-wasip1)",
+                )),
+            },
+        );
     if let Err(msg) = checked {
         MODULE_STATE.store(EMPTY, Ordering::Release);
         return fail(out, WasmCode::BadModule, &msg);
@@ -153,7 +180,10 @@ pub fn init(input: &[u8], out: &mut [u8], tsc_khz: u64) -> Done {
     unsafe { (&mut *MODULE.0.get())[..input.len()].copy_from_slice(input) };
     MODULE_LEN.store(input.len(), Ordering::Release);
     MODULE_STATE.store(READY, Ordering::Release);
-    let o = WasmOutcome { compile_ns: now_ns(tsc_khz).saturating_sub(t0), ..Default::default() };
+    let o = WasmOutcome {
+        compile_ns: now_ns(tsc_khz).saturating_sub(t0),
+        ..Default::default()
+    };
     finish(out, o, &[], &[], "")
 }
 
@@ -189,112 +219,164 @@ const DEFINED: &[&str] = &[
 
 fn build_linker(engine: &Engine, module: &Module) -> Result<Linker<Ctx>, Error> {
     let mut l = Linker::<Ctx>::new(engine);
-    l.func_wrap(WASI, "args_sizes_get", |mut c: Caller<'_, Ctx>, argc: i32, size: i32| -> i32 {
-        let r = write_bytes(&mut c, argc, &1u32.to_le_bytes());
-        if r != ESUCCESS {
-            return r;
-        }
-        write_bytes(&mut c, size, &9u32.to_le_bytes())
-    })?;
-    l.func_wrap(WASI, "args_get", |mut c: Caller<'_, Ctx>, argv: i32, buf: i32| -> i32 {
-        let r = write_bytes(&mut c, buf, b"function\0");
-        if r != ESUCCESS {
-            return r;
-        }
-        write_bytes(&mut c, argv, &(buf as u32).to_le_bytes())
-    })?;
-    l.func_wrap(WASI, "environ_sizes_get", |mut c: Caller<'_, Ctx>, count: i32, size: i32| -> i32 {
-        let r = write_bytes(&mut c, count, &0u32.to_le_bytes());
-        if r != ESUCCESS {
-            return r;
-        }
-        write_bytes(&mut c, size, &0u32.to_le_bytes())
-    })?;
-    l.func_wrap(WASI, "environ_get", |_: Caller<'_, Ctx>, _: i32, _: i32| -> i32 { ESUCCESS })?;
-    l.func_wrap(WASI, "fd_read", |mut c: Caller<'_, Ctx>, fd: i32, iovs: i32, n: i32, nread: i32| -> i32 {
-        if fd != 0 {
-            return EBADF;
-        }
-        let Some(mem) = memory(&c) else { return EFAULT };
-        let mut total = 0u32;
-        for i in 0..n.max(0) {
-            let at = iovs.wrapping_add(i.wrapping_mul(8));
-            let (Some(ptr), Some(len)) = (read_u32(&c, &mem, at), read_u32(&c, &mem, at.wrapping_add(4))) else {
-                return EFAULT;
+    l.func_wrap(
+        WASI,
+        "args_sizes_get",
+        |mut c: Caller<'_, Ctx>, argc: i32, size: i32| -> i32 {
+            let r = write_bytes(&mut c, argc, &1u32.to_le_bytes());
+            if r != ESUCCESS {
+                return r;
+            }
+            write_bytes(&mut c, size, &9u32.to_le_bytes())
+        },
+    )?;
+    l.func_wrap(
+        WASI,
+        "args_get",
+        |mut c: Caller<'_, Ctx>, argv: i32, buf: i32| -> i32 {
+            let r = write_bytes(&mut c, buf, b"function\0");
+            if r != ESUCCESS {
+                return r;
+            }
+            write_bytes(&mut c, argv, &(buf as u32).to_le_bytes())
+        },
+    )?;
+    l.func_wrap(
+        WASI,
+        "environ_sizes_get",
+        |mut c: Caller<'_, Ctx>, count: i32, size: i32| -> i32 {
+            let r = write_bytes(&mut c, count, &0u32.to_le_bytes());
+            if r != ESUCCESS {
+                return r;
+            }
+            write_bytes(&mut c, size, &0u32.to_le_bytes())
+        },
+    )?;
+    l.func_wrap(
+        WASI,
+        "environ_get",
+        |_: Caller<'_, Ctx>, _: i32, _: i32| -> i32 { ESUCCESS },
+    )?;
+    l.func_wrap(
+        WASI,
+        "fd_read",
+        |mut c: Caller<'_, Ctx>, fd: i32, iovs: i32, n: i32, nread: i32| -> i32 {
+            if fd != 0 {
+                return EBADF;
+            }
+            let Some(mem) = memory(&c) else { return EFAULT };
+            let mut total = 0u32;
+            for i in 0..n.max(0) {
+                let at = iovs.wrapping_add(i.wrapping_mul(8));
+                let (Some(ptr), Some(len)) = (
+                    read_u32(&c, &mem, at),
+                    read_u32(&c, &mem, at.wrapping_add(4)),
+                ) else {
+                    return EFAULT;
+                };
+                let ctx = c.data();
+                let take = (len as usize).min(ctx.stdin.len() - ctx.stdin_pos);
+                if take == 0 {
+                    break;
+                }
+                let (pos, chunk) = (
+                    ctx.stdin_pos,
+                    ctx.stdin[ctx.stdin_pos..ctx.stdin_pos + take].to_vec(),
+                );
+                if mem.write(&mut c, ptr as usize, &chunk).is_err() {
+                    return EFAULT;
+                }
+                c.data_mut().stdin_pos = pos + take;
+                total += take as u32;
+            }
+            write_bytes(&mut c, nread, &total.to_le_bytes())
+        },
+    )?;
+    l.func_wrap(
+        WASI,
+        "fd_write",
+        |mut c: Caller<'_, Ctx>, fd: i32, iovs: i32, n: i32, nwritten: i32| -> Result<i32, Error> {
+            if fd != 1 && fd != 2 {
+                return Ok(EBADF);
+            }
+            let Some(mem) = memory(&c) else {
+                return Ok(EFAULT);
             };
+            let mut total = 0u32;
+            for i in 0..n.max(0) {
+                let at = iovs.wrapping_add(i.wrapping_mul(8));
+                let (Some(ptr), Some(len)) = (
+                    read_u32(&c, &mem, at),
+                    read_u32(&c, &mem, at.wrapping_add(4)),
+                ) else {
+                    return Ok(EFAULT);
+                };
+                let (data, ctx) = mem.data_and_store_mut(&mut c);
+                let Some(bytes) =
+                    data.get(ptr as usize..(ptr as usize).saturating_add(len as usize))
+                else {
+                    return Ok(EFAULT);
+                };
+                if fd == 1 {
+                    if ctx.stdout.len() + bytes.len() > ctx.max_stdout {
+                        ctx.stdout_overflow = true;
+                        return Err(Error::new("the function wrote more to stdout than allowed"));
+                    }
+                    ctx.stdout.extend_from_slice(bytes);
+                } else {
+                    let room = ctx.max_stderr - ctx.stderr.len();
+                    if bytes.len() > room {
+                        ctx.stderr_truncated = true;
+                    }
+                    ctx.stderr
+                        .extend_from_slice(&bytes[..bytes.len().min(room)]);
+                }
+                total = total.wrapping_add(len);
+            }
+            Ok(write_bytes(&mut c, nwritten, &total.to_le_bytes()))
+        },
+    )?;
+    l.func_wrap(
+        WASI,
+        "clock_time_get",
+        |mut c: Caller<'_, Ctx>, id: i32, _precision: i64, out: i32| -> i32 {
             let ctx = c.data();
-            let take = (len as usize).min(ctx.stdin.len() - ctx.stdin_pos);
-            if take == 0 {
-                break;
+            if id > 3 {
+                return EINVAL;
             }
-            let (pos, chunk) = (ctx.stdin_pos, ctx.stdin[ctx.stdin_pos..ctx.stdin_pos + take].to_vec());
-            if mem.write(&mut c, ptr as usize, &chunk).is_err() {
-                return EFAULT;
-            }
-            c.data_mut().stdin_pos = pos + take;
-            total += take as u32;
-        }
-        write_bytes(&mut c, nread, &total.to_le_bytes())
-    })?;
-    l.func_wrap(WASI, "fd_write", |mut c: Caller<'_, Ctx>, fd: i32, iovs: i32, n: i32, nwritten: i32| -> Result<i32, Error> {
-        if fd != 1 && fd != 2 {
-            return Ok(EBADF);
-        }
-        let Some(mem) = memory(&c) else { return Ok(EFAULT) };
-        let mut total = 0u32;
-        for i in 0..n.max(0) {
-            let at = iovs.wrapping_add(i.wrapping_mul(8));
-            let (Some(ptr), Some(len)) = (read_u32(&c, &mem, at), read_u32(&c, &mem, at.wrapping_add(4))) else {
-                return Ok(EFAULT);
-            };
-            let (data, ctx) = mem.data_and_store_mut(&mut c);
-            let Some(bytes) = data.get(ptr as usize..(ptr as usize).saturating_add(len as usize)) else {
-                return Ok(EFAULT);
-            };
-            if fd == 1 {
-                if ctx.stdout.len() + bytes.len() > ctx.max_stdout {
-                    ctx.stdout_overflow = true;
-                    return Err(Error::new("the function wrote more to stdout than allowed"));
+            let elapsed = now_ns(ctx.tsc_khz).saturating_sub(ctx.tsc0);
+            let t = ctx.realtime_ns.wrapping_add(elapsed);
+            write_bytes(&mut c, out, &t.to_le_bytes())
+        },
+    )?;
+    l.func_wrap(
+        WASI,
+        "random_get",
+        |mut c: Caller<'_, Ctx>, buf: i32, len: i32| -> i32 {
+            let mut bytes = Vec::new();
+            while bytes.len() < len.max(0) as usize {
+                match rdrand() {
+                    Some(v) => bytes.extend_from_slice(&v.to_le_bytes()),
+                    None => return EIO,
                 }
-                ctx.stdout.extend_from_slice(bytes);
-            } else {
-                let room = ctx.max_stderr - ctx.stderr.len();
-                if bytes.len() > room {
-                    ctx.stderr_truncated = true;
-                }
-                ctx.stderr.extend_from_slice(&bytes[..bytes.len().min(room)]);
             }
-            total = total.wrapping_add(len);
-        }
-        Ok(write_bytes(&mut c, nwritten, &total.to_le_bytes()))
-    })?;
-    l.func_wrap(WASI, "clock_time_get", |mut c: Caller<'_, Ctx>, id: i32, _precision: i64, out: i32| -> i32 {
-        let ctx = c.data();
-        if id > 3 {
-            return EINVAL;
-        }
-        let elapsed = now_ns(ctx.tsc_khz).saturating_sub(ctx.tsc0);
-        let t = ctx.realtime_ns.wrapping_add(elapsed);
-        write_bytes(&mut c, out, &t.to_le_bytes())
-    })?;
-    l.func_wrap(WASI, "random_get", |mut c: Caller<'_, Ctx>, buf: i32, len: i32| -> i32 {
-        let mut bytes = Vec::new();
-        while bytes.len() < len.max(0) as usize {
-            match rdrand() {
-                Some(v) => bytes.extend_from_slice(&v.to_le_bytes()),
-                None => return EIO,
-            }
-        }
-        bytes.truncate(len.max(0) as usize);
-        write_bytes(&mut c, buf, &bytes)
-    })?;
-    l.func_wrap(WASI, "proc_exit", |_: Caller<'_, Ctx>, code: i32| -> Result<(), Error> { Err(Error::i32_exit(code)) })?;
+            bytes.truncate(len.max(0) as usize);
+            write_bytes(&mut c, buf, &bytes)
+        },
+    )?;
+    l.func_wrap(
+        WASI,
+        "proc_exit",
+        |_: Caller<'_, Ctx>, code: i32| -> Result<(), Error> { Err(Error::i32_exit(code)) },
+    )?;
     // Everything else the module imports from WASI: ENOSYS, with the right signature.
     for import in module.imports() {
         if import.module() != WASI {
             continue;
         }
-        let Some(ty) = import.ty().func().cloned() else { continue };
+        let Some(ty) = import.ty().func().cloned() else {
+            continue;
+        };
         if DEFINED.contains(&import.name()) {
             continue;
         }
@@ -326,7 +408,11 @@ fn rdrand() -> Option<u64> {
 pub fn invoke(id: usize, input: &[u8], out: &mut [u8], tsc_khz: u64) -> Done {
     let h = size_of::<InvokeHeader>();
     if input.len() < h {
-        return fail(out, WasmCode::Instantiate, "Invocation input lacks its header");
+        return fail(
+            out,
+            WasmCode::Instantiate,
+            "Invocation input lacks its header",
+        );
     }
     let header: InvokeHeader = bytemuck::pod_read_unaligned(&input[..h]);
     let Some(bytes) = module_bytes() else {
@@ -340,18 +426,31 @@ pub fn invoke(id: usize, input: &[u8], out: &mut [u8], tsc_khz: u64) -> Done {
         let engine = new_engine();
         let compiled = Module::new(&engine, bytes)
             .map_err(|e| format!("{e}"))
-            .and_then(|module| build_linker(&engine, &module).map(|linker| (module, linker)).map_err(|e| format!("{e}")));
+            .and_then(|module| {
+                build_linker(&engine, &module)
+                    .map(|linker| (module, linker))
+                    .map_err(|e| format!("{e}"))
+            });
         match compiled {
-            Ok((module, linker)) => *slot = Some(Compiled { engine, module, linker }),
+            Ok((module, linker)) => {
+                *slot = Some(Compiled {
+                    engine,
+                    module,
+                    linker,
+                })
+            }
             Err(e) => return fail(out, WasmCode::BadModule, &e),
         }
         compile_ns = now_ns(tsc_khz).saturating_sub(t0);
     }
-    let Some(c) = slot.as_ref() else { return fail(out, WasmCode::BadModule, "module cache empty") };
+    let Some(c) = slot.as_ref() else {
+        return fail(out, WasmCode::BadModule, "module cache empty");
+    };
 
     // Leave room in the output for the header, stderr and a message.
     let max_stderr = (header.max_stderr as usize).min(64 * 1024);
-    let max_stdout = (header.max_stdout as usize).min(out.len() - size_of::<WasmOutcome>() - max_stderr - 1024);
+    let max_stdout =
+        (header.max_stdout as usize).min(out.len() - size_of::<WasmOutcome>() - max_stderr - 1024);
     let ctx = Ctx {
         stdin: input[h..].to_vec(),
         stdin_pos: 0,
@@ -373,19 +472,41 @@ pub fn invoke(id: usize, input: &[u8], out: &mut [u8], tsc_khz: u64) -> Done {
     let t_inst = now_ns(tsc_khz);
     let mut store = Store::new(&c.engine, ctx);
     store.limiter(|c| &mut c.limits);
-    let fuel = if header.fuel == 0 { u64::MAX } else { header.fuel };
+    let fuel = if header.fuel == 0 {
+        u64::MAX
+    } else {
+        header.fuel
+    };
     let _ = store.set_fuel(fuel);
-    let mut o = WasmOutcome { compile_ns, ..Default::default() };
+    let mut o = WasmOutcome {
+        compile_ns,
+        ..Default::default()
+    };
     let instance = match c.linker.instantiate_and_start(&mut store, &c.module) {
         Ok(i) => i,
         Err(e) => {
             let msg = format!("Cannot instantiate the module: {e}");
-            return finish(out, WasmOutcome { code: WasmCode::Instantiate as u32, ..o }, &[], &[], &msg);
+            return finish(
+                out,
+                WasmOutcome {
+                    code: WasmCode::Instantiate as u32,
+                    ..o
+                },
+                &[],
+                &[],
+                &msg,
+            );
         }
     };
     let start = match instance.get_typed_func::<(), ()>(&store, "_start") {
         Ok(f) => f,
-        Err(_) => return fail(out, WasmCode::BadModule, "The module does not export _start"),
+        Err(_) => {
+            return fail(
+                out,
+                WasmCode::BadModule,
+                "The module does not export _start",
+            )
+        }
     };
     let t_run = now_ns(tsc_khz);
     o.instantiate_ns = t_run.saturating_sub(t_inst);
@@ -406,7 +527,10 @@ pub fn invoke(id: usize, input: &[u8], out: &mut [u8], tsc_khz: u64) -> Done {
                 WasmCode::OutputTooLarge
             }
             None if e.as_trap_code() == Some(wasmi::TrapCode::OutOfFuel) => {
-                message = format!("The function exceeded its instruction budget of {} units", header.fuel);
+                message = format!(
+                    "The function exceeded its instruction budget of {} units",
+                    header.fuel
+                );
                 WasmCode::OutOfFuel
             }
             None => {
