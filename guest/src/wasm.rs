@@ -191,10 +191,24 @@ fn memory(caller: &Caller<'_, Ctx>) -> Option<wasmi::Memory> {
     caller.get_export("memory").and_then(Extern::into_memory)
 }
 
-fn read_u32(caller: &Caller<'_, Ctx>, mem: &wasmi::Memory, addr: i32) -> Option<u32> {
-    let mut b = [0u8; 4];
-    mem.read(caller, addr as u32 as usize, &mut b).ok()?;
-    Some(u32::from_le_bytes(b))
+/// The `i`-th `(ptr, len)` entry of the iovec array at `iovs`, or `None` if it lies
+/// outside memory.
+fn iov(caller: &Caller<'_, Ctx>, mem: &wasmi::Memory, iovs: i32, i: i32) -> Option<(u32, u32)> {
+    let mut b = [0u8; 8];
+    let at = iovs.wrapping_add(i.wrapping_mul(8)) as u32 as usize;
+    mem.read(caller, at, &mut b).ok()?;
+    Some((
+        u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+        u32::from_le_bytes([b[4], b[5], b[6], b[7]]),
+    ))
+}
+
+/// Write two little-endian u32 results (the shape of the `*_sizes_get` calls).
+fn write_pair(caller: &mut Caller<'_, Ctx>, a: i32, va: u32, b: i32, vb: u32) -> i32 {
+    match write_bytes(caller, a, &va.to_le_bytes()) {
+        ESUCCESS => write_bytes(caller, b, &vb.to_le_bytes()),
+        e => e,
+    }
 }
 
 fn write_bytes(caller: &mut Caller<'_, Ctx>, addr: i32, bytes: &[u8]) -> i32 {
@@ -222,12 +236,9 @@ fn build_linker(engine: &Engine, module: &Module) -> Result<Linker<Ctx>, Error> 
     l.func_wrap(
         WASI,
         "args_sizes_get",
+        // One argument, "function\0" (9 bytes).
         |mut c: Caller<'_, Ctx>, argc: i32, size: i32| -> i32 {
-            let r = write_bytes(&mut c, argc, &1u32.to_le_bytes());
-            if r != ESUCCESS {
-                return r;
-            }
-            write_bytes(&mut c, size, &9u32.to_le_bytes())
+            write_pair(&mut c, argc, 1, size, 9)
         },
     )?;
     l.func_wrap(
@@ -245,11 +256,7 @@ fn build_linker(engine: &Engine, module: &Module) -> Result<Linker<Ctx>, Error> 
         WASI,
         "environ_sizes_get",
         |mut c: Caller<'_, Ctx>, count: i32, size: i32| -> i32 {
-            let r = write_bytes(&mut c, count, &0u32.to_le_bytes());
-            if r != ESUCCESS {
-                return r;
-            }
-            write_bytes(&mut c, size, &0u32.to_le_bytes())
+            write_pair(&mut c, count, 0, size, 0)
         },
     )?;
     l.func_wrap(
@@ -267,11 +274,7 @@ fn build_linker(engine: &Engine, module: &Module) -> Result<Linker<Ctx>, Error> 
             let Some(mem) = memory(&c) else { return EFAULT };
             let mut total = 0u32;
             for i in 0..n.max(0) {
-                let at = iovs.wrapping_add(i.wrapping_mul(8));
-                let (Some(ptr), Some(len)) = (
-                    read_u32(&c, &mem, at),
-                    read_u32(&c, &mem, at.wrapping_add(4)),
-                ) else {
+                let Some((ptr, len)) = iov(&c, &mem, iovs, i) else {
                     return EFAULT;
                 };
                 let ctx = c.data();
@@ -304,11 +307,7 @@ fn build_linker(engine: &Engine, module: &Module) -> Result<Linker<Ctx>, Error> 
             };
             let mut total = 0u32;
             for i in 0..n.max(0) {
-                let at = iovs.wrapping_add(i.wrapping_mul(8));
-                let (Some(ptr), Some(len)) = (
-                    read_u32(&c, &mem, at),
-                    read_u32(&c, &mem, at.wrapping_add(4)),
-                ) else {
+                let Some((ptr, len)) = iov(&c, &mem, iovs, i) else {
                     return Ok(EFAULT);
                 };
                 let (data, ctx) = mem.data_and_store_mut(&mut c);

@@ -385,12 +385,8 @@ impl Dispatch {
             return Next::Wait;
         }
         if v.regular {
-            if let Some(mut p) = self.control.pop_front() {
-                p.dispatched = Some(now);
-                let v = &mut self.vcpus[id];
-                v.current = Some(p);
-                v.transition(VcpuState::Busy, now);
-                return Next::Run;
+            if let Some(p) = self.control.pop_front() {
+                return self.start(id, p, now);
             }
             let v = &mut self.vcpus[id];
             if v.state != VcpuState::Regular {
@@ -404,18 +400,23 @@ impl Dispatch {
             }
             return Next::Wait;
         }
-        if let Some(mut p) = self.queue.pop_front() {
-            p.dispatched = Some(now);
-            let v = &mut self.vcpus[id];
-            v.current = Some(p);
-            v.transition(VcpuState::Busy, now);
-            return Next::Run;
+        if let Some(p) = self.queue.pop_front() {
+            return self.start(id, p, now);
         }
         let v = &mut self.vcpus[id];
         if v.state != VcpuState::ActiveIdle {
             v.transition(VcpuState::ActiveIdle, now);
         }
         Next::Wait
+    }
+
+    /// Hand task `p` to vCPU `id`: it becomes Busy with `p` as its current task.
+    fn start(&mut self, id: usize, mut p: Pending, now: Instant) -> Next {
+        p.dispatched = Some(now);
+        let v = &mut self.vcpus[id];
+        v.current = Some(p);
+        v.transition(VcpuState::Busy, now);
+        Next::Run
     }
 
     /// The ids of workers that are awake, idle and not yet signalled.

@@ -309,20 +309,12 @@ impl Vm {
     /// Submit a task whose result is handed to `reply` (called exactly once, without
     /// blocking; e.g. to complete an async channel).
     pub fn submit_with(&self, spec: TaskSpec, reply: dispatch::Reply) -> Result<u64> {
-        self.check_spec(&spec)?;
-        let mut d = self.shared.lock();
-        if d.shutdown {
-            return Err(VmmError::ShutDown);
+        if self.config.workers == 0 {
+            return Err(VmmError::InvalidArgument(
+                "This VM has no worker vCPUs to run tasks".into(),
+            ));
         }
-        let seq = d.next_seq;
-        d.next_seq += 1;
-        d.queue.push_back(Pending {
-            seq,
-            spec,
-            reply,
-            submitted: Instant::now(),
-            dispatched: None,
-        });
+        let (seq, mut d) = self.enqueue(spec, reply, false)?;
         // The policy's event path: it may wake workers for this arrival at once.
         for id in self.shared.on_arrival(&mut d) {
             self.shared.notify(id);
@@ -333,7 +325,14 @@ impl Vm {
         Ok(seq)
     }
 
-    fn check_spec(&self, spec: &TaskSpec) -> Result<()> {
+    /// Check `spec`, assign it a sequence number and queue it (on the control queue for
+    /// the regular vCPUs if `control`). Returns the sequence number and the still-held lock.
+    fn enqueue(
+        &self,
+        spec: TaskSpec,
+        reply: dispatch::Reply,
+        control: bool,
+    ) -> Result<(u64, MutexGuard<'_, Dispatch>)> {
         if spec.input.len() > ditto_protocol::IN_BUF_SIZE {
             return Err(VmmError::InvalidArgument(format!(
                 "Task input of {} bytes exceeds the limit of {} bytes",
@@ -341,30 +340,31 @@ impl Vm {
                 ditto_protocol::IN_BUF_SIZE
             )));
         }
-        if self.config.workers == 0 {
-            return Err(VmmError::InvalidArgument(
-                "This VM has no worker vCPUs to run tasks".into(),
-            ));
-        }
-        Ok(())
-    }
-
-    /// Submit a control task to the regular vCPUs (e.g. loading the VM's function).
-    pub fn submit_control(&self, spec: TaskSpec) -> Result<TaskTicket> {
-        let (tx, rx) = mpsc::channel();
         let mut d = self.shared.lock();
         if d.shutdown {
             return Err(VmmError::ShutDown);
         }
         let seq = d.next_seq;
         d.next_seq += 1;
-        d.control.push_back(Pending {
+        let p = Pending {
             seq,
             spec,
-            reply: dispatch::channel_reply(tx),
+            reply,
             submitted: Instant::now(),
             dispatched: None,
-        });
+        };
+        if control {
+            d.control.push_back(p);
+        } else {
+            d.queue.push_back(p);
+        }
+        Ok((seq, d))
+    }
+
+    /// Submit a control task to the regular vCPUs (e.g. loading the VM's function).
+    pub fn submit_control(&self, spec: TaskSpec) -> Result<TaskTicket> {
+        let (tx, rx) = mpsc::channel();
+        let (seq, _locked) = self.enqueue(spec, dispatch::channel_reply(tx), true)?;
         for id in 0..self.config.regular as usize {
             self.shared.notify(id);
         }
