@@ -2,8 +2,7 @@
 //! `/metrics` and `/health`. Every request is authenticated with HTTP Basic `uuid:key`; a
 //! key reaches only its own namespace (`_` means "mine").
 
-use crate::model::{self, Action, ActionPut, Activation, KeyValue, Limits};
-use crate::pool::PoolError;
+use crate::model::{self, Action, ActionPut, Activation, Limits};
 use crate::Platform;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -14,7 +13,6 @@ use axum::{Json, Router};
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -44,11 +42,14 @@ fn err(status: StatusCode, msg: impl Into<String>) -> ApiError {
     ApiError(status, msg.into())
 }
 
-fn internal(e: impl std::fmt::Display) -> ApiError {
-    tracing::error!(error = %e, "internal error");
+/// A 500 whose details (paths, database errors) go to the server log only; the caller
+/// gets a reference to quote.
+pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
+    let reference = hex::encode(rand::random::<[u8; 6]>());
+    tracing::error!(error = %e, reference, "internal error");
     err(
         StatusCode::INTERNAL_SERVER_ERROR,
-        format!("Internal error: {e}"),
+        format!("Internal server error (reference {reference}; the operator's log has the details)."),
     )
 }
 
@@ -366,7 +367,7 @@ async fn invoke(
             format!("The request content was malformed: the parameters are {} bytes, more than the limit of {MAX_PARAMS_BYTES}.", body.len()),
         ));
     }
-    let mut params = if body.iter().all(u8::is_ascii_whitespace) {
+    let params = if body.iter().all(u8::is_ascii_whitespace) {
         serde_json::Map::new()
     } else {
         match serde_json::from_slice::<Value>(&body) {
@@ -386,52 +387,25 @@ async fn invoke(
         }
     };
     let action = p.action(&ns, &name)?.ok_or_else(not_found)?;
-    for KeyValue { key, value } in &action.parameters {
-        params.entry(key.clone()).or_insert_with(|| value.clone());
-    }
-    if p.inflight.load(Ordering::Acquire) >= p.config.max_inflight {
-        p.metrics.throttled.inc();
-        return Err(err(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many requests in flight; retry later.",
-        ));
-    }
-    // Place the invocation first: refusals (429/503) create no activation.
-    let reservation = match p.pools.reserve(&action).await {
-        Ok(r) => Some(r),
-        Err(PoolError::Overloaded(m)) => return Err(err(StatusCode::TOO_MANY_REQUESTS, m)),
-        Err(PoolError::ShuttingDown) => {
-            return Err(err(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The platform is shutting down.",
-            ))
-        }
-        Err(e) => {
-            // Accepted, but the VM could not be started: record the failure.
-            let code = if matches!(e, PoolError::BadModule(_)) {
-                2
-            } else {
-                3
-            };
-            let act = p
-                .record_failure(&action, &ns, accepted_at, code, e.to_string())
-                .await;
-
-            return Ok(activation_response(&act, truthy(&q.result)));
-        }
-    };
-    let blocking = truthy(&q.blocking);
-    let want_result = truthy(&q.result);
-    let id_and_done = p.start_invocation(action, ns, params, accepted_at, reservation);
-    let (id, done) = id_and_done;
-    if !blocking {
+    let accepted = p
+        .submit(crate::InvokeRequest {
+            action,
+            namespace: ns,
+            params,
+            accepted_at,
+        })
+        .await?;
+    let id = accepted.id;
+    if !truthy(&q.blocking) {
         return Ok((StatusCode::ACCEPTED, Json(json!({"activationId": id}))).into_response());
     }
     let wait = Duration::from_millis(q.timeout.unwrap_or(60_000).clamp(1, 300_000));
-    match tokio::time::timeout(wait, done).await {
-        Ok(Ok(act)) => Ok(activation_response(&act, want_result)),
-        Ok(Err(_)) => Err(internal("the invocation was lost")),
-        Err(_) => Ok((StatusCode::ACCEPTED, Json(json!({"activationId": id}))).into_response()),
+    match tokio::time::timeout(wait, accepted.done).await {
+        Ok(Ok(act)) => Ok(activation_response(&act, truthy(&q.result))),
+        // The wait ran out, or the platform is stopping (the journal finishes it later).
+        Ok(Err(_)) | Err(_) => {
+            Ok((StatusCode::ACCEPTED, Json(json!({"activationId": id}))).into_response())
+        }
     }
 }
 

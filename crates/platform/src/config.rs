@@ -1,7 +1,9 @@
 //! `ditto serve` configuration: a TOML file (every key optional), overridden by flags and
 //! environment variables in the CLI. Defaults just work on one host.
 
+use crate::fair::FairConfig;
 use crate::pool::PoolConfig;
+use crate::store::Durability;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -15,11 +17,15 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     /// The namespace created on first start.
     pub default_namespace: String,
-    /// Most invocations accepted and unfinished at once (beyond: 429). With parameters of
-    /// at most 1 MB each this also bounds the memory held by queued work (~1 GB).
+    /// Most invocations accepted and unfinished at once, all namespaces (soft: a namespace
+    /// under its share is still admitted; see `fair`). Same as `fair.max_inflight`.
     pub max_inflight: u32,
     /// VM pools.
     pub pool: PoolConfig,
+    /// Fair share and per-namespace bounds.
+    pub fair: FairConfig,
+    /// SQLite durability of the database and the invocation journal.
+    pub durability: Durability,
 }
 
 impl Default for ServeConfig {
@@ -30,6 +36,8 @@ impl Default for ServeConfig {
             default_namespace: "guest".into(),
             max_inflight: 1_000,
             pool: PoolConfig::default(),
+            fair: FairConfig::default(),
+            durability: Durability::Full,
         }
     }
 }
@@ -73,6 +81,16 @@ pub struct ConfigFile {
     pub overcommit: Option<f64>,
     /// Most invocations queued per action beyond its capacity.
     pub max_queue_per_action: Option<u32>,
+    /// "full" (default: every commit fsynced) or "normal" (survives process kills only).
+    pub durability: Option<Durability>,
+    /// Invocations handed to VMs at once, all namespaces (fair-share slots).
+    pub max_running: Option<u32>,
+    /// Invocations accepted and unfinished per namespace.
+    pub tenant_max_inflight: Option<u32>,
+    /// Bytes (parameters + 4 KiB each) held by one namespace's unfinished invocations.
+    pub tenant_max_bytes: Option<u64>,
+    /// Longest an invocation waits for a VM that is starting (or budget to start one), s.
+    pub cold_wait_s: Option<f64>,
 }
 
 impl ConfigFile {
@@ -97,6 +115,25 @@ impl ConfigFile {
         }
         if let Some(v) = self.max_inflight {
             c.max_inflight = v;
+            c.fair.max_inflight = v;
+        }
+        if let Some(v) = self.durability {
+            c.durability = v;
+        }
+        if let Some(v) = self.max_running {
+            c.fair.capacity = v;
+        }
+        if let Some(v) = self.tenant_max_inflight {
+            c.fair.tenant_max_inflight = v;
+        }
+        if let Some(v) = self.tenant_max_bytes {
+            c.fair.tenant_max_bytes = v;
+        }
+        if let Some(v) = self.cold_wait_s {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(format!("cold_wait_s must be a non-negative number, not {v}"));
+            }
+            c.pool.cold_wait = Duration::from_secs_f64(v);
         }
         let p = &mut c.pool;
         if let Some(v) = self.regular_vcpus {
@@ -161,6 +198,9 @@ impl ServeConfig {
         }
         if p.initial_active == 0 || p.initial_active > p.workers {
             return Err(format!("initial_active_workers must be 1..={}", p.workers));
+        }
+        if self.fair.capacity == 0 || self.fair.tenant_max_inflight == 0 {
+            return Err("max_running and tenant_max_inflight must be at least 1".into());
         }
         if p.max_vms_per_action == 0 {
             return Err("max_vms_per_action must be at least 1".into());

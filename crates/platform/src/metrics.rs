@@ -1,6 +1,7 @@
 //! Prometheus metrics (the `prometheus` crate's registry and text encoder): invocations
 //! by status, latency histogram, VM starts and retirements, worker wakes and sleeps, awake
-//! and sleeping workers per VM, reserved vCPU-seconds, and the host-wide vCPU budget.
+//! and sleeping workers per VM, reserved vCPU-seconds, the host-wide vCPU budget, and the
+//! journal and fair-share gauges.
 
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
@@ -36,6 +37,18 @@ pub struct Metrics {
     pub budget_limit: IntGauge,
     /// Live VMs.
     pub vms: IntGauge,
+    /// Journaled invocations found running at start and ended as interrupted.
+    pub interrupted: IntCounter,
+    /// Journaled invocations found queued at start and run.
+    pub resumed: IntCounter,
+    /// Invocations accepted and not yet recorded (all namespaces).
+    pub accepted_unfinished: IntGauge,
+    /// Invocations holding a running slot.
+    pub running: IntGauge,
+    /// Journal transactions committed.
+    pub journal_commits: IntGauge,
+    /// Journal operations committed.
+    pub journal_ops: IntGauge,
 }
 
 impl Metrics {
@@ -80,6 +93,30 @@ impl Metrics {
         let budget_limit =
             IntGauge::new("ditto_vcpu_budget_limit", "Host-wide budget of awake vCPUs")?;
         let vms = IntGauge::new("ditto_vms", "Live elastic VMs")?;
+        let interrupted = IntCounter::new(
+            "ditto_invocations_interrupted_total",
+            "Invocations found running in the journal at start (recorded as interrupted)",
+        )?;
+        let resumed = IntCounter::new(
+            "ditto_invocations_resumed_total",
+            "Invocations found queued in the journal at start and run",
+        )?;
+        let accepted_unfinished = IntGauge::new(
+            "ditto_invocations_unfinished",
+            "Invocations accepted and not yet recorded",
+        )?;
+        let running = IntGauge::new(
+            "ditto_invocations_running",
+            "Invocations holding a running slot",
+        )?;
+        let journal_commits = IntGauge::new(
+            "ditto_journal_commits",
+            "Invocation journal transactions committed since start",
+        )?;
+        let journal_ops = IntGauge::new(
+            "ditto_journal_operations",
+            "Invocation journal operations committed since start",
+        )?;
         registry.register(Box::new(invocations.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(vm_starts.clone()))?;
@@ -93,6 +130,11 @@ impl Metrics {
         registry.register(Box::new(budget_in_use.clone()))?;
         registry.register(Box::new(budget_limit.clone()))?;
         registry.register(Box::new(vms.clone()))?;
+        for g in [&accepted_unfinished, &running, &journal_commits, &journal_ops] {
+            registry.register(Box::new(g.clone()))?;
+        }
+        registry.register(Box::new(interrupted.clone()))?;
+        registry.register(Box::new(resumed.clone()))?;
         Ok(Metrics {
             registry,
             invocations,
@@ -108,6 +150,12 @@ impl Metrics {
             budget_in_use,
             budget_limit,
             vms,
+            interrupted,
+            resumed,
+            accepted_unfinished,
+            running,
+            journal_commits,
+            journal_ops,
         })
     }
 

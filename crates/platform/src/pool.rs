@@ -4,6 +4,12 @@
 //! scale out with another VM when every worker of every VM of the action is busy, and
 //! retire VMs idle for `keep_alive`. A host-wide budget bounds the awake vCPUs of all VMs together: a worker
 //! wakes, and a VM starts, only if the budget allows.
+//!
+//! Fair share of the budget: each namespace may hold at most its weighted share of it over
+//! the namespaces holding vCPUs (alone: all but one VM's worth, so a newcomer can start at
+//! once). Invocations that find no VM to run on (one is still starting, or the budget is
+//! full) wait up to `cold_wait` for one instead of being refused. A module that fails VM
+//! init is remembered per action version (negative cache) and not started again.
 
 use crate::metrics::Metrics;
 use crate::model::Action;
@@ -37,6 +43,8 @@ pub struct PoolConfig {
     /// Extra delay added to every VM start, modelling a confidential VM's launch and
     /// attestation (off by default; benchmarks label it whenever it is used).
     pub extra_launch_delay: Duration,
+    /// Longest an invocation waits for a VM (one starting, or budget to start one).
+    pub cold_wait: Duration,
 }
 
 impl Default for PoolConfig {
@@ -54,6 +62,7 @@ impl Default for PoolConfig {
             vcpu_budget: cores * 4,
             max_queue_per_action: 1000,
             extra_launch_delay: Duration::ZERO,
+            cold_wait: Duration::from_secs(30),
         }
     }
 }
@@ -75,42 +84,117 @@ pub enum PoolError {
     ShuttingDown,
 }
 
-/// The host-wide awake-vCPU budget.
+/// The host-wide awake-vCPU budget, with per-namespace shares.
 pub struct Budget {
     used: AtomicU32,
     limit: u32,
+    /// vCPUs of one new VM: the headroom a lone namespace leaves for a newcomer.
+    reserve: u32,
+    /// Per namespace: (vCPUs held, weight).
+    tenants: Mutex<HashMap<String, (u32, u32)>>,
 }
 
-impl ditto_vmm::elastic::WakeBudget for Budget {
+/// Why the budget refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The namespace holds its share.
+    Tenant,
+    /// The host's budget is spent.
+    Host,
+}
+
+/// The budget as one namespace's VMs see it (their policies wake workers through it).
+pub struct TenantBudget {
+    budget: Arc<Budget>,
+    tenant: String,
+}
+
+impl ditto_vmm::elastic::WakeBudget for TenantBudget {
     fn try_take(&self, n: u32) -> bool {
-        Budget::try_take(self, n)
+        self.budget.try_take_for(&self.tenant, n).is_ok()
     }
 
     fn give(&self, n: u32) {
-        Budget::give(self, n)
+        self.budget.give_for(&self.tenant, n)
     }
 }
 
 impl Budget {
-    fn try_take(&self, n: u32) -> bool {
-        self.used
+    /// A budget of `limit` vCPUs; `reserve` is one VM's worth.
+    pub fn new(limit: u32, reserve: u32) -> Budget {
+        Budget {
+            used: AtomicU32::new(0),
+            limit,
+            reserve,
+            tenants: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Take `n` vCPUs for `tenant` if the host has them and the tenant's share allows.
+    pub fn try_take_for(&self, tenant: &str, n: u32) -> Result<(), Refused> {
+        let mut t = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
+        let (held, weight) = t.get(tenant).copied().unwrap_or((0, 1));
+        let others: Vec<u32> = t
+            .iter()
+            .filter(|(k, v)| k.as_str() != tenant && v.0 > 0)
+            .map(|(_, v)| v.1.max(1))
+            .collect();
+        let share = if others.is_empty() {
+            self.limit.saturating_sub(self.reserve).max(self.reserve)
+        } else {
+            let sum: u64 = others.iter().map(|w| *w as u64).sum::<u64>() + weight.max(1) as u64;
+            ((self.limit as u64 * weight.max(1) as u64 / sum) as u32).max(self.reserve)
+        };
+        if held + n > share {
+            return Err(Refused::Tenant);
+        }
+        let ok = self
+            .used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
                 (u + n <= self.limit).then_some(u + n)
             })
-            .is_ok()
+            .is_ok();
+        if !ok {
+            return Err(Refused::Host);
+        }
+        t.entry(tenant.to_string()).or_insert((0, weight)).0 += n;
+        Ok(())
     }
 
-    fn give(&self, n: u32) {
+    /// Give `n` vCPUs of `tenant` back.
+    pub fn give_for(&self, tenant: &str, n: u32) {
         let _ = self
             .used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
                 Some(u.saturating_sub(n))
             });
+        let mut t = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = t.get_mut(tenant) {
+            e.0 = e.0.saturating_sub(n);
+        }
+    }
+
+    /// Set a namespace's share weight.
+    pub fn set_weight(&self, tenant: &str, weight: u32) {
+        let mut t = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
+        if t.len() > 100_000 {
+            t.retain(|_, v| v.0 > 0);
+        }
+        t.entry(tenant.to_string()).or_insert((0, 1)).1 = weight.max(1);
     }
 
     /// vCPUs in use.
     pub fn used(&self) -> u32 {
         self.used.load(Ordering::Acquire)
+    }
+
+    /// vCPUs held by one namespace.
+    pub fn used_by(&self, tenant: &str) -> u32 {
+        self.tenants
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(tenant)
+            .map_or(0, |v| v.0)
     }
 }
 
@@ -118,6 +202,7 @@ impl Budget {
 pub struct PooledVm {
     /// Pool-unique id.
     pub id: u64,
+    tenant: String,
     vm: Vm,
     inflight: AtomicU32,
     last_busy: Mutex<Instant>,
@@ -140,6 +225,7 @@ impl PooledVm {
 }
 
 struct ActionPool {
+    tenant: String,
     version: String,
     policy: String,
     policy_opts: Vec<(String, String)>,
@@ -168,6 +254,7 @@ pub struct Reservation {
     init_time: Option<Duration>,
     t0: Instant,
     limits: FunctionLimits,
+    pools: Option<Arc<Pools>>,
 }
 
 impl Reservation {
@@ -207,6 +294,9 @@ impl Reservation {
                 std::thread::spawn(move || drop(vm));
             }
         }
+        if let Some(p) = self.pools.take() {
+            p.changed.notify_waiters();
+        }
     }
 }
 
@@ -227,6 +317,19 @@ pub struct Pools {
     retired_reserved_ns: AtomicU64,
     retired_cpu_ns: AtomicU64,
     closing: AtomicBool,
+    /// Signalled when a VM joins or fails to start, a VM retires, or an invocation ends:
+    /// whatever may let a waiting invocation be placed.
+    changed: tokio::sync::Notify,
+    /// Action versions whose module failed VM init, with the error.
+    failed_init: Mutex<HashMap<(String, String), (String, String)>>,
+}
+
+/// A placement that could not be made now.
+enum Place {
+    /// Worth waiting for (a VM is starting, or the budget may free up).
+    Wait(String),
+    /// Final.
+    Fail(PoolError),
 }
 
 impl Pools {
@@ -235,10 +338,7 @@ impl Pools {
         let image = ditto_vmm::loader::parse(ditto_guest_image::GUEST_ELF)?;
         metrics.budget_limit.set(cfg.vcpu_budget as i64);
         Ok(Pools {
-            budget: Arc::new(Budget {
-                used: AtomicU32::new(0),
-                limit: cfg.vcpu_budget,
-            }),
+            budget: Arc::new(Budget::new(cfg.vcpu_budget, cfg.regular + cfg.initial_active)),
             cfg,
             image,
             pools: Mutex::new(HashMap::new()),
@@ -247,7 +347,14 @@ impl Pools {
             retired_reserved_ns: AtomicU64::new(0),
             retired_cpu_ns: AtomicU64::new(0),
             closing: AtomicBool::new(false),
+            changed: tokio::sync::Notify::new(),
+            failed_init: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Set a namespace's share weight of the vCPU budget.
+    pub fn set_weight(&self, tenant: &str, weight: u32) {
+        self.budget.set_weight(tenant, weight);
     }
 
     /// The budget.
@@ -275,6 +382,7 @@ impl Pools {
             ));
         }
         let fresh = Arc::new(ActionPool {
+            tenant: action.namespace.clone(),
             version: action.version.clone(),
             policy,
             policy_opts,
@@ -321,7 +429,8 @@ impl Pools {
             .fetch_add(reserved, Ordering::AcqRel);
         self.retired_cpu_ns
             .fetch_add(v.vm.vcpu_cpu_ns(), Ordering::AcqRel);
-        self.budget.give(charged);
+        self.budget.give_for(&v.tenant, charged);
+        self.changed.notify_waiters();
         // The VM shuts down when its last handle goes: here if nothing is in flight,
         // otherwise when its last in-flight invocation finishes (see `invoke`). Shutting
         // down joins threads, so it never happens on an async worker.
@@ -329,14 +438,38 @@ impl Pools {
     }
 
     /// Find (or start) the VM for one invocation of `action`; the invocation counts as
-    /// in flight there until the [`Reservation`] is run or dropped.
+    /// in flight there until the [`Reservation`] is run or dropped. Waits up to
+    /// `cold_wait` for a VM that is starting or for budget to start one.
     pub async fn reserve(self: &Arc<Self>, action: &Action) -> Result<Reservation, PoolError> {
-        if self.closing.load(Ordering::Acquire) {
-            return Err(PoolError::ShuttingDown);
-        }
         let t0 = Instant::now();
         let pool = self.pool_for(action);
-        let (vm, init_time) = self.place(&pool, action).await?;
+        let deadline = t0 + self.cfg.cold_wait;
+        let (vm, init_time) = loop {
+            if self.closing.load(Ordering::Acquire) {
+                return Err(PoolError::ShuttingDown);
+            }
+            // Register interest before looking, so a change in between is not missed.
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            match self.place(&pool, action).await {
+                Ok(placed) => break placed,
+                Err(Place::Fail(e)) => return Err(e),
+                Err(Place::Wait(why)) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        self.metrics.throttled.inc();
+                        return Err(PoolError::Overloaded(why));
+                    }
+                    // Re-check at least every 50 ms (budget is also given back by policies).
+                    let _ = tokio::time::timeout(
+                        (deadline - now).min(Duration::from_millis(50)),
+                        changed,
+                    )
+                    .await;
+                }
+            }
+        };
         let limits = FunctionLimits {
             max_memory: action.limits.memory << 20,
             timeout: Duration::from_millis(action.limits.timeout),
@@ -347,7 +480,16 @@ impl Pools {
             init_time,
             t0,
             limits,
+            pools: Some(self.clone()),
         })
+    }
+
+    /// The error remembered for this action version's module, if its VM init failed.
+    fn failed_init(&self, action: &Action) -> Option<String> {
+        let f = self.failed_init.lock().unwrap_or_else(|e| e.into_inner());
+        f.get(&(action.namespace.clone(), action.name.clone()))
+            .filter(|(v, _)| *v == action.version)
+            .map(|(_, m)| m.clone())
     }
 
     /// Choose (or start) the VM for one invocation and count it in flight there.
@@ -355,7 +497,7 @@ impl Pools {
         self: &Arc<Self>,
         pool: &Arc<ActionPool>,
         action: &Action,
-    ) -> Result<(Arc<PooledVm>, Option<Duration>), PoolError> {
+    ) -> Result<(Arc<PooledVm>, Option<Duration>), Place> {
         let workers = self.cfg.workers;
         {
             let vms = pool.vms.lock().unwrap_or_else(|e| e.into_inner());
@@ -369,7 +511,7 @@ impl Pools {
                 let full = n >= workers;
                 let starting = pool.starting.load(Ordering::Acquire) as usize;
                 let can_grow = vms.len() + starting < self.cfg.max_vms_per_action as usize;
-                if !full || !can_grow || !self.take_for_new_vm(pool) {
+                if !full || !can_grow || self.take_for_new_vm(pool).is_err() {
                     // Queue on the least-loaded VM unless that is too much.
                     let queued: u32 = vms
                         .iter()
@@ -377,27 +519,43 @@ impl Pools {
                         .sum();
                     if full && queued >= self.cfg.max_queue_per_action {
                         self.metrics.throttled.inc();
-                        return Err(PoolError::Overloaded(format!(
+                        return Err(Place::Fail(PoolError::Overloaded(format!(
                             "Too many requests for action {}: {queued} invocations are queued",
                             action.name
-                        )));
+                        ))));
                     }
                     v.inflight.fetch_add(1, Ordering::AcqRel);
                     return Ok((v.clone(), None));
                 }
                 // Every worker busy and room to grow: scale out (budget already taken).
-            } else if pool.starting.load(Ordering::Acquire) >= self.cfg.max_vms_per_action {
-                self.metrics.throttled.inc();
-                return Err(PoolError::Overloaded(format!(
-                    "All {} VMs of action {} are still starting",
-                    self.cfg.max_vms_per_action, action.name
-                )));
-            } else if !self.take_for_new_vm(pool) {
-                self.metrics.throttled.inc();
-                return Err(PoolError::Overloaded(format!(
-                    "The host's vCPU budget ({} awake vCPUs) is exhausted",
-                    self.cfg.vcpu_budget
-                )));
+            } else {
+                if let Some(m) = self.failed_init(action) {
+                    return Err(Place::Fail(PoolError::BadModule(m)));
+                }
+                if pool.starting.load(Ordering::Acquire) > 0 {
+                    // A VM is starting: wait for it rather than start more at once (a cold
+                    // burst then queues on it and scales out from there).
+                    return Err(Place::Wait(format!(
+                        "The VM of action {} is still starting",
+                        action.name
+                    )));
+                }
+                match self.take_for_new_vm(pool) {
+                    Ok(()) => {}
+                    Err(Refused::Tenant) => {
+                        return Err(Place::Wait(format!(
+                            "This namespace holds its share of the host's vCPU budget ({} of {} awake vCPUs)",
+                            self.budget.used_by(&pool.tenant),
+                            self.cfg.vcpu_budget
+                        )))
+                    }
+                    Err(Refused::Host) => {
+                        return Err(Place::Wait(format!(
+                            "The host's vCPU budget ({} awake vCPUs) is exhausted",
+                            self.cfg.vcpu_budget
+                        )))
+                    }
+                }
             }
             // Counted while the pool is locked, so concurrent requests see this start.
             pool.starting.fetch_add(1, Ordering::AcqRel);
@@ -414,6 +572,7 @@ impl Pools {
         let me = self.clone();
         let module = pool.module.clone();
         let (policy_name, policy_opts) = (pool.policy.clone(), pool.policy_opts.clone());
+        let tenant = pool.tenant.clone();
         let delay = self.cfg.extra_launch_delay;
         let started = tokio::task::spawn_blocking(move || -> Result<Vm, PoolError> {
             if !delay.is_zero() {
@@ -424,7 +583,10 @@ impl Pools {
                 Vm::launch_image(cfg, &me.image).map_err(|e| PoolError::Start(e.to_string()))?;
             match vm.load_function(&module) {
                 Ok(Ok(_)) => {
-                    let budget: Arc<dyn ditto_vmm::elastic::WakeBudget> = me.budget.clone();
+                    let budget: Arc<dyn ditto_vmm::elastic::WakeBudget> = Arc::new(TenantBudget {
+                        budget: me.budget.clone(),
+                        tenant,
+                    });
                     let policy = ditto_sched::build_policy(&policy_name, &policy_opts)
                         .map_err(|e| PoolError::BadModule(format!("Bad policy annotation: {e}")))?;
                     vm.set_policy(policy, Some(budget))
@@ -441,13 +603,25 @@ impl Pools {
         let vm = match started {
             Ok(vm) => vm,
             Err(e) => {
+                if let PoolError::BadModule(m) = &e {
+                    self.failed_init
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(
+                            (action.namespace.clone(), action.name.clone()),
+                            (action.version.clone(), m.clone()),
+                        );
+                }
                 pool.starting.fetch_sub(1, Ordering::AcqRel);
-                self.budget.give(self.cfg.regular + self.cfg.initial_active);
-                return Err(e);
+                self.budget
+                    .give_for(&pool.tenant, self.cfg.regular + self.cfg.initial_active);
+                self.changed.notify_waiters();
+                return Err(Place::Fail(e));
             }
         };
         let pooled = Arc::new(PooledVm {
             id: self.next_vm.fetch_add(1, Ordering::AcqRel),
+            tenant: pool.tenant.clone(),
             vm,
             inflight: AtomicU32::new(1),
             last_busy: Mutex::new(Instant::now()),
@@ -461,19 +635,22 @@ impl Pools {
             vms.push(pooled.clone());
             pool.starting.fetch_sub(1, Ordering::AcqRel);
         }
+        self.changed.notify_waiters();
         Ok((pooled, Some(t0.elapsed())))
     }
 
     /// Charge a new VM (regular + initial workers) to the budget, first evicting idle
-    /// VMs of other actions, least recently used first, if that is what it takes.
+    /// VMs of other actions, least recently used first, if that is what it takes: when the
+    /// namespace is at its share, only its own idle VMs; when the host is full, anyone's.
     /// `this` is the caller's pool, whose lock it holds; other pools are only try-locked,
     /// so two callers can never wait on each other.
-    fn take_for_new_vm(&self, this: &ActionPool) -> bool {
+    fn take_for_new_vm(&self, this: &ActionPool) -> Result<(), Refused> {
         let need = self.cfg.regular + self.cfg.initial_active;
         loop {
-            if self.budget.try_take(need) {
-                return true;
-            }
+            let why = match self.budget.try_take_for(&this.tenant, need) {
+                Ok(()) => return Ok(()),
+                Err(why) => why,
+            };
             let pools: Vec<Arc<ActionPool>> = self
                 .pools
                 .lock()
@@ -482,7 +659,9 @@ impl Pools {
                 .cloned()
                 .collect();
             let mut victim: Option<(Duration, Arc<ActionPool>, u64)> = None;
-            for p in pools.iter().filter(|p| !std::ptr::eq(p.as_ref(), this)) {
+            for p in pools.iter().filter(|p| {
+                !std::ptr::eq(p.as_ref(), this) && (why == Refused::Host || p.tenant == this.tenant)
+            }) {
                 let Ok(vms) = p.vms.try_lock() else { continue };
                 for v in vms
                     .iter()
@@ -495,16 +674,16 @@ impl Pools {
                 }
             }
             let Some((_, pool, id)) = victim else {
-                return false;
+                return Err(why);
             };
             let Ok(mut vms) = pool.vms.try_lock() else {
-                return false;
+                return Err(why);
             };
             let Some(pos) = vms
                 .iter()
                 .position(|v| v.id == id && v.inflight.load(Ordering::Acquire) == 0)
             else {
-                return false;
+                return Err(why);
             };
             let v = vms.remove(pos);
             drop(vms);

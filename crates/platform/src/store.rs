@@ -1,6 +1,7 @@
 //! Durable state in an embedded SQLite database (`rusqlite`, bundled): namespaces and their
-//! keys, actions (with their modules), activations. Writes are synchronous and in WAL mode,
-//! so a restart loses no deployed action and no recorded activation.
+//! key hashes ([`crate::tenants`]), actions (with their modules), activations and the
+//! invocation journal ([`crate::journal`]). WAL mode; `synchronous` per [`Durability`]. The
+//! file is created 0600 (SQLite gives its `-wal`/`-shm` files the same mode).
 
 use crate::model::{Action, Activation, KeyValue, Limits};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -19,11 +20,72 @@ pub enum StoreError {
     /// The entity exists and overwrite was not requested.
     #[error("resource already exists")]
     Conflict,
+    /// A file could not be created or its mode set.
+    #[error("Cannot prepare {0}: {1}")]
+    Io(String, #[source] std::io::Error),
 }
 
 /// The database.
 pub struct Store {
     conn: Mutex<Connection>,
+    path: std::path::PathBuf,
+    durability: Durability,
+}
+
+/// How hard a commit waits for the disk (SQLite `synchronous` in WAL mode).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// `synchronous=FULL`: every commit fsyncs the WAL; survives power loss and OS crashes.
+    #[default]
+    Full,
+    /// `synchronous=NORMAL`: commits reach the OS (survive any process kill) and the WAL is
+    /// fsynced at checkpoints only; an OS crash may lose the last commits.
+    Normal,
+}
+
+impl std::str::FromStr for Durability {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "full" => Ok(Self::Full),
+            "normal" => Ok(Self::Normal),
+            _ => Err(format!("durability must be 'full' or 'normal', not '{s}'")),
+        }
+    }
+}
+
+/// Open a connection to `path` with Ditto's settings.
+pub(crate) fn connect(path: &Path, durability: Durability) -> Result<Connection, StoreError> {
+    if !path.exists() {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| StoreError::Io(path.display().to_string(), e))?;
+    }
+    let conn = Connection::open(path)?;
+    let sync = match durability {
+        Durability::Full => "FULL",
+        Durability::Normal => "NORMAL",
+    };
+    // WAL: readers never block the writer. The WAL is checkpointed every 1000 pages (SQLite's
+    // default) and truncated back to 64 MiB after a checkpoint, so it cannot grow without end.
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode=WAL;
+         PRAGMA synchronous={sync};
+         PRAGMA busy_timeout=5000;
+         PRAGMA journal_size_limit=67108864;"
+    ))?;
+    if conn.pragma_query_value(None, "journal_mode", |r| r.get::<_, String>(0))? != "wal" {
+        return Err(StoreError::Io(
+            path.display().to_string(),
+            std::io::Error::other("SQLite could not switch the database to WAL mode"),
+        ));
+    }
+    Ok(conn)
 }
 
 /// Credentials of a namespace.
@@ -44,19 +106,23 @@ impl Credentials {
     }
 }
 
+#[cfg(test)]
 fn random_hex(bytes: usize) -> String {
     let v: Vec<u8> = (0..bytes).map(|_| rand::random::<u8>()).collect();
     hex::encode(v)
 }
 
 impl Store {
-    /// Open (or create) the database at `path`.
+    /// Open (or create) the database at `path` with [`Durability::Full`].
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let conn = Connection::open(path)?;
+        Self::open_with(path, Durability::Full)
+    }
+
+    /// Open (or create) the database at `path`.
+    pub fn open_with(path: &Path, durability: Durability) -> Result<Store, StoreError> {
+        let conn = connect(path, durability)?;
         conn.execute_batch(
-            "PRAGMA journal_mode=WAL;
-             PRAGMA synchronous=NORMAL;
-             CREATE TABLE IF NOT EXISTS namespaces (
+            "CREATE TABLE IF NOT EXISTS namespaces (
                 name TEXT PRIMARY KEY, uuid TEXT NOT NULL UNIQUE, key TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS actions (
                 namespace TEXT NOT NULL, name TEXT NOT NULL, version TEXT NOT NULL,
@@ -70,68 +136,100 @@ impl Store {
                 logs TEXT NOT NULL, annotations TEXT NOT NULL);
              CREATE INDEX IF NOT EXISTS activations_by_ns ON activations (namespace, start DESC);",
         )?;
+        crate::tenants::migrate(&conn)?;
+        crate::journal::migrate(&conn)?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| StoreError::Io(path.display().to_string(), e))?;
         Ok(Store {
             conn: Mutex::new(conn),
+            path: path.to_path_buf(),
+            durability,
         })
+    }
+
+    /// Every journaled (accepted, unfinished) invocation, oldest first.
+    pub fn pending_invocations(&self) -> Result<Vec<crate::journal::Entry>, StoreError> {
+        crate::journal::pending(&self.conn())
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Its durability setting.
+    pub fn durability(&self) -> Durability {
+        self.durability
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Create the namespace `name` with fresh credentials if no namespace exists yet.
-    /// Returns the new credentials (to print once), or `None` if namespaces exist.
+    /// Create the namespace `name` (subject `name`) with fresh credentials if no namespace
+    /// exists yet. Returns the new credentials (to print once), or `None` if namespaces exist.
     pub fn ensure_default_namespace(&self, name: &str) -> Result<Option<Credentials>, StoreError> {
         let conn = self.conn();
         let count: i64 = conn.query_row("SELECT COUNT(*) FROM namespaces", [], |r| r.get(0))?;
         if count > 0 {
             return Ok(None);
         }
-        let c = Credentials {
-            namespace: name.into(),
-            uuid: random_hex(16),
-            key: random_hex(32),
-        };
-        conn.execute(
-            "INSERT INTO namespaces VALUES (?1, ?2, ?3)",
-            params![c.namespace, c.uuid, c.key],
-        )?;
-        Ok(Some(c))
+        Ok(Some(crate::tenants::insert_namespace(&conn, name, name)?))
     }
 
-    /// Add a namespace with fresh credentials.
+    /// Add a namespace with fresh credentials (subject = the namespace's name).
     pub fn create_namespace(&self, name: &str) -> Result<Credentials, StoreError> {
-        let c = Credentials {
-            namespace: name.into(),
-            uuid: random_hex(16),
-            key: random_hex(32),
-        };
-        self.conn().execute(
-            "INSERT INTO namespaces VALUES (?1, ?2, ?3)",
-            params![c.namespace, c.uuid, c.key],
-        )?;
-        Ok(c)
+        self.create_user(name, name)
     }
 
-    /// The namespace whose credentials these are.
-    pub fn authenticate(&self, uuid: &str, key: &str) -> Result<Option<String>, StoreError> {
+    /// Add namespace `namespace` of `subject` with fresh credentials (`wskadmin user create`).
+    pub fn create_user(&self, subject: &str, namespace: &str) -> Result<Credentials, StoreError> {
         let conn = self.conn();
-        let row: Option<(String, String)> = conn
-            .query_row(
-                "SELECT name, key FROM namespaces WHERE uuid = ?1",
-                [uuid],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        // Compare keys in constant time.
-        Ok(row.and_then(|(ns, k)| {
-            let same = k.len() == key.len()
-                && k.bytes()
-                    .zip(key.bytes())
-                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                    == 0;
-            same.then_some(ns)
-        }))
+        let exists: bool = conn.query_row(
+            "SELECT EXISTS(SELECT 1 FROM namespaces WHERE name = ?1)",
+            [namespace],
+            |r| r.get(0),
+        )?;
+        if exists {
+            return Err(StoreError::Conflict);
+        }
+        Ok(crate::tenants::insert_namespace(&conn, subject, namespace)?)
+    }
+
+    /// Namespaces (never keys), optionally of one subject.
+    pub fn list_users(
+        &self,
+        subject: Option<&str>,
+    ) -> Result<Vec<crate::tenants::NamespaceInfo>, StoreError> {
+        Ok(crate::tenants::list(&self.conn(), subject)?)
+    }
+
+    /// Delete a subject's namespaces; how many there were.
+    pub fn delete_user(&self, subject: &str) -> Result<usize, StoreError> {
+        Ok(crate::tenants::delete_subject(&self.conn(), subject)?)
+    }
+
+    /// A namespace's limits.
+    pub fn namespace_limits(
+        &self,
+        ns: &str,
+    ) -> Result<crate::tenants::NamespaceLimits, StoreError> {
+        Ok(crate::tenants::get_limits(&self.conn(), ns)?)
+    }
+
+    /// Replace a namespace's limits.
+    pub fn set_namespace_limits(
+        &self,
+        ns: &str,
+        l: &crate::tenants::NamespaceLimits,
+    ) -> Result<(), StoreError> {
+        Ok(crate::tenants::set_limits(&self.conn(), ns, l)?)
+    }
+
+    /// The namespace whose credentials these are (salted hash, constant-time compare).
+    pub fn authenticate(&self, uuid: &str, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(crate::tenants::authenticate(&self.conn(), uuid, key)?)
     }
 
     /// Create or (with `overwrite`) update an action; bumps the version.
@@ -229,23 +327,7 @@ impl Store {
 
     /// Record an activation.
     pub fn put_activation(&self, a: &Activation) -> Result<(), StoreError> {
-        self.conn().execute(
-            "INSERT OR REPLACE INTO activations VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            params![
-                a.activation_id,
-                a.namespace,
-                a.name,
-                a.version,
-                a.subject,
-                a.start,
-                a.end,
-                a.status_code,
-                serde_json::to_string(&a.result)?,
-                serde_json::to_string(&a.logs)?,
-                serde_json::to_string(&a.annotations)?
-            ],
-        )?;
-        Ok(())
+        insert_activation(&self.conn(), a).map(|_| ())
     }
 
     fn activation_from_row(
@@ -309,6 +391,28 @@ impl Store {
         let rows = st.query_map(params![ns, name, limit, skip], Self::activation_from_row)?;
         rows.map(|r| Self::finish_activation(r?)).collect()
     }
+}
+
+/// Insert an activation unless one with its id exists (the first record of an id wins, so
+/// an id never gets two). Whether it was inserted.
+pub(crate) fn insert_activation(conn: &Connection, a: &Activation) -> Result<bool, StoreError> {
+    let n = conn.execute(
+        "INSERT OR IGNORE INTO activations VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        params![
+            a.activation_id,
+            a.namespace,
+            a.name,
+            a.version,
+            a.subject,
+            a.start,
+            a.end,
+            a.status_code,
+            serde_json::to_string(&a.result)?,
+            serde_json::to_string(&a.logs)?,
+            serde_json::to_string(&a.annotations)?
+        ],
+    )?;
+    Ok(n == 1)
 }
 
 /// 0.0.1 -> 0.0.2 (anything unparsable restarts at 0.0.1).

@@ -252,6 +252,19 @@ pub fn interpret(r: TaskResult, limits: &FunctionLimits) -> Invocation {
                 stats,
             };
         }
+        Err(e @ TaskError::Fault { .. }) => {
+            // The worker faulted or the runtime panicked while running the tenant's code
+            // (e.g. it exhausted the worker's heap or stack): the tenant's error, but the
+            // details (addresses, runtime source paths) are for the operator's log only.
+            tracing::warn!(error = %e, "an invocation faulted its worker vCPU (reset)");
+            return Invocation {
+                result: Err(InvokeError::Application(
+                    "The action stopped the VM's worker (it exhausted the worker's memory or stack, or hit a fault); the worker was reset.".into(),
+                )),
+                logs: Vec::new(),
+                stats,
+            };
+        }
         Err(e) => {
             return Invocation {
                 result: Err(InvokeError::Internal(e.to_string())),
