@@ -1,5 +1,6 @@
 //! The `ditto` command line: run elastic VMs, benchmarks and the scheduler simulator.
 
+mod admin;
 mod bench;
 mod client;
 mod serve;
@@ -55,6 +56,14 @@ enum Command {
         #[command(subcommand)]
         cmd: client::CatalogCommand,
     },
+    /// Administer tenants: users (subjects, namespaces, keys) and namespace limits
+    /// (like OpenWhisk's `wskadmin`), directly in the data directory.
+    Admin {
+        #[command(flatten)]
+        data: admin::DataDir,
+        #[command(subcommand)]
+        cmd: admin::AdminCommand,
+    },
     /// Inspect activations (like `wsk activation`).
     Activation {
         #[command(flatten)]
@@ -83,6 +92,7 @@ fn main() -> std::process::ExitCode {
 
         Command::Action { conn, cmd } => client::action(&conn, cmd),
         Command::Activation { conn, cmd } => client::activation(&conn, cmd),
+        Command::Admin { data, cmd } => admin::run(&data, cmd),
         Command::Catalog { conn, cmd } => client::catalog(&conn, cmd),
     };
     match result {

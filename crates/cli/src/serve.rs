@@ -29,6 +29,10 @@ pub struct ServeArgs {
     /// Seconds an idle VM is kept before it is retired [default: 60].
     #[arg(long)]
     keep_alive_s: Option<f64>,
+    /// SQLite durability: "full" fsyncs every commit (survives power loss); "normal"
+    /// survives any process kill, but an OS crash may lose the last commits [default: full].
+    #[arg(long, env = "DITTO_DURABILITY")]
+    durability: Option<ditto_platform::store::Durability>,
 }
 
 /// Build the configuration from file, environment and flags.
@@ -58,6 +62,9 @@ pub fn config(a: &ServeArgs) -> Result<ServeConfig> {
         );
         c.pool.keep_alive = Duration::from_secs_f64(v);
     }
+    if let Some(v) = a.durability {
+        c.durability = v;
+    }
     c.validate().map_err(anyhow::Error::msg)?;
     Ok(c)
 }
@@ -78,6 +85,20 @@ async fn shutdown_signal() {
     eprintln!("ditto: shutting down: draining in-flight invocations");
 }
 
+/// Write a file only its owner can read (mode 0600, also when it already existed).
+fn write_private(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.write_all(data)
+}
+
 /// Run `ditto serve`.
 pub fn run(a: ServeArgs) -> Result<ExitCode> {
     let c = config(&a)?;
@@ -95,9 +116,9 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
         let addr = listener.local_addr()?;
         if let Some(cred) = &platform.new_credentials {
             let props = platform.config.data_dir.join("wskprops");
-            std::fs::write(
+            write_private(
                 &props,
-                format!("APIHOST=http://{addr}\nAUTH={}\n", cred.auth()),
+                format!("APIHOST=http://{addr}\nAUTH={}\n", cred.auth()).as_bytes(),
             )
             .with_context(|| format!("cannot write {}", props.display()))?;
             println!(

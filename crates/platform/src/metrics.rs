@@ -37,6 +37,8 @@ pub struct Metrics {
     pub budget_limit: IntGauge,
     /// Live VMs.
     pub vms: IntGauge,
+    /// Busy VMs retired to give a namespace under its share its vCPUs.
+    pub vm_reclaimed: IntCounter,
     /// Journaled invocations found running at start and ended as interrupted.
     pub interrupted: IntCounter,
     /// Journaled invocations found queued at start and run.
@@ -93,6 +95,10 @@ impl Metrics {
         let budget_limit =
             IntGauge::new("ditto_vcpu_budget_limit", "Host-wide budget of awake vCPUs")?;
         let vms = IntGauge::new("ditto_vms", "Live elastic VMs")?;
+        let vm_reclaimed = IntCounter::new(
+            "ditto_vm_reclaimed_total",
+            "Busy VMs of a namespace over its vCPU share retired for one under its share",
+        )?;
         let interrupted = IntCounter::new(
             "ditto_invocations_interrupted_total",
             "Invocations found running in the journal at start (recorded as interrupted)",
@@ -134,6 +140,7 @@ impl Metrics {
             registry.register(Box::new(g.clone()))?;
         }
         registry.register(Box::new(interrupted.clone()))?;
+        registry.register(Box::new(vm_reclaimed.clone()))?;
         registry.register(Box::new(resumed.clone()))?;
         Ok(Metrics {
             registry,
@@ -152,6 +159,7 @@ impl Metrics {
             vms,
             interrupted,
             resumed,
+            vm_reclaimed,
             accepted_unfinished,
             running,
             journal_commits,

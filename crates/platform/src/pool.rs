@@ -5,9 +5,11 @@
 //! retire VMs idle for `keep_alive`. A host-wide budget bounds the awake vCPUs of all VMs together: a worker
 //! wakes, and a VM starts, only if the budget allows.
 //!
-//! Fair share of the budget: each namespace may hold at most its weighted share of it over
-//! the namespaces holding vCPUs (alone: all but one VM's worth, so a newcomer can start at
-//! once). Invocations that find no VM to run on (one is still starting, or the budget is
+//! Fair share of the budget: a namespace alone may use all of it; with others holding
+//! vCPUs, each may hold at most its weighted share. A namespace under its share that finds
+//! the budget spent first evicts an idle VM (least recently used), else reclaims a VM of the
+//! namespace most over its share: that VM is retired at once (its queued invocations still
+//! finish on it, briefly over the budget) and its vCPUs go to the newcomer. Invocations that find no VM to run on (one is still starting, or the budget is
 //! full) wait up to `cold_wait` for one instead of being refused. A module that fails VM
 //! init is remembered per action version (negative cache) and not started again.
 
@@ -130,22 +132,26 @@ impl Budget {
         }
     }
 
+    /// `tenant`'s share with `t` the per-namespace table: the whole budget when no other
+    /// namespace holds vCPUs, else its weighted part (at least one VM's worth).
+    fn share(&self, t: &HashMap<String, (u32, u32)>, tenant: &str) -> u32 {
+        let weight = t.get(tenant).map_or(1, |v| v.1.max(1)) as u64;
+        let others: u64 = t
+            .iter()
+            .filter(|(k, v)| k.as_str() != tenant && v.0 > 0)
+            .map(|(_, v)| v.1.max(1) as u64)
+            .sum();
+        if others == 0 {
+            return self.limit;
+        }
+        ((self.limit as u64 * weight / (others + weight)) as u32).max(self.reserve)
+    }
+
     /// Take `n` vCPUs for `tenant` if the host has them and the tenant's share allows.
     pub fn try_take_for(&self, tenant: &str, n: u32) -> Result<(), Refused> {
         let mut t = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
-        let (held, weight) = t.get(tenant).copied().unwrap_or((0, 1));
-        let others: Vec<u32> = t
-            .iter()
-            .filter(|(k, v)| k.as_str() != tenant && v.0 > 0)
-            .map(|(_, v)| v.1.max(1))
-            .collect();
-        let share = if others.is_empty() {
-            self.limit.saturating_sub(self.reserve).max(self.reserve)
-        } else {
-            let sum: u64 = others.iter().map(|w| *w as u64).sum::<u64>() + weight.max(1) as u64;
-            ((self.limit as u64 * weight.max(1) as u64 / sum) as u32).max(self.reserve)
-        };
-        if held + n > share {
+        let held = t.get(tenant).map_or(0, |v| v.0);
+        if held + n > self.share(&t, tenant) {
             return Err(Refused::Tenant);
         }
         let ok = self
@@ -157,8 +163,28 @@ impl Budget {
         if !ok {
             return Err(Refused::Host);
         }
-        t.entry(tenant.to_string()).or_insert((0, weight)).0 += n;
+        t.entry(tenant.to_string()).or_insert((0, 1)).0 += n;
         Ok(())
+    }
+
+    /// The namespace most over its share (in vCPUs over share per weight), if `tenant`
+    /// (asking for `n` more) would still be within its own share: whose VM to reclaim.
+    fn most_over_share(&self, tenant: &str, n: u32) -> Option<String> {
+        let t = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
+        let mut with_me = t.clone();
+        with_me.entry(tenant.to_string()).or_insert((0, 1)).0 += n;
+        if with_me[tenant].0 > self.share(&with_me, tenant) {
+            return None;
+        }
+        with_me
+            .iter()
+            .filter(|(k, _)| k.as_str() != tenant)
+            .filter_map(|(k, v)| {
+                let over = v.0 as i64 - self.share(&with_me, k) as i64;
+                (over > 0).then_some((over, k.clone()))
+            })
+            .max()
+            .map(|(_, k)| k)
     }
 
     /// Give `n` vCPUs of `tenant` back.
@@ -593,6 +619,7 @@ impl Pools {
                         .map_err(|e| PoolError::Start(e.to_string()))?;
                     Ok(vm)
                 }
+                Ok(Err(e)) if e.status_code() == 3 => Err(PoolError::Start(e.to_string())),
                 Ok(Err(e)) => Err(PoolError::BadModule(e.to_string())),
                 Err(e) => Err(PoolError::Start(e.to_string())),
             }
@@ -673,16 +700,35 @@ impl Pools {
                     }
                 }
             }
+            if victim.is_none() && why == Refused::Host {
+                // Nothing idle: reclaim the least-loaded VM of the namespace most over its
+                // share, if this namespace is under its own.
+                if let Some(over) = self.budget.most_over_share(&this.tenant, need) {
+                    for p in pools.iter().filter(|p| p.tenant == over) {
+                        let Ok(vms) = p.vms.try_lock() else { continue };
+                        for v in vms.iter() {
+                            let load = Duration::from_nanos(
+                                u64::MAX - v.inflight.load(Ordering::Acquire) as u64,
+                            );
+                            if victim.as_ref().is_none_or(|(best, _, _)| load > *best) {
+                                victim = Some((load, p.clone(), v.id));
+                            }
+                        }
+                    }
+                    if victim.is_some() {
+                        self.metrics.vm_reclaimed.inc();
+                    }
+                }
+            }
             let Some((_, pool, id)) = victim else {
                 return Err(why);
             };
             let Ok(mut vms) = pool.vms.try_lock() else {
                 return Err(why);
             };
-            let Some(pos) = vms
-                .iter()
-                .position(|v| v.id == id && v.inflight.load(Ordering::Acquire) == 0)
-            else {
+            let Some(pos) = vms.iter().position(|v| {
+                v.id == id && (v.inflight.load(Ordering::Acquire) == 0 || pool.tenant != this.tenant)
+            }) else {
                 return Err(why);
             };
             let v = vms.remove(pos);

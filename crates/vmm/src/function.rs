@@ -138,6 +138,12 @@ impl Vm {
         let r = self.submit_control(spec)?.wait();
         let out = match r.outcome {
             Ok(out) => out.output,
+            Err(e @ TaskError::Fault { .. }) => {
+                tracing::warn!(error = %e, "loading a module faulted the guest (vCPU reset)");
+                return Ok(Err(InvokeError::Developer(
+                    "The module could not be loaded: validating it stopped the VM's runtime (a fault); the module is not usable.".into(),
+                )));
+            }
             Err(e) => {
                 return Ok(Err(InvokeError::Internal(format!(
                     "Loading the module failed: {e}"
