@@ -39,6 +39,8 @@ pub struct Metrics {
     pub vms: IntGauge,
     /// Busy VMs retired to give a namespace under its share its vCPUs.
     pub vm_reclaimed: IntCounter,
+    /// VM starts that failed (bad module or launch error).
+    pub vm_start_failures: IntCounter,
     /// Journaled invocations found running at start and ended as interrupted.
     pub interrupted: IntCounter,
     /// Journaled invocations found queued at start and run.
@@ -99,6 +101,10 @@ impl Metrics {
             "ditto_vm_reclaimed_total",
             "Busy VMs of a namespace over its vCPU share retired for one under its share",
         )?;
+        let vm_start_failures = IntCounter::new(
+            "ditto_vm_start_failures_total",
+            "VM starts that failed (module init or launch)",
+        )?;
         let interrupted = IntCounter::new(
             "ditto_invocations_interrupted_total",
             "Invocations found running in the journal at start (recorded as interrupted)",
@@ -141,6 +147,7 @@ impl Metrics {
         }
         registry.register(Box::new(interrupted.clone()))?;
         registry.register(Box::new(vm_reclaimed.clone()))?;
+        registry.register(Box::new(vm_start_failures.clone()))?;
         registry.register(Box::new(resumed.clone()))?;
         Ok(Metrics {
             registry,
@@ -160,6 +167,7 @@ impl Metrics {
             interrupted,
             resumed,
             vm_reclaimed,
+            vm_start_failures,
             accepted_unfinished,
             running,
             journal_commits,

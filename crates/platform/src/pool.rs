@@ -630,6 +630,7 @@ impl Pools {
         let vm = match started {
             Ok(vm) => vm,
             Err(e) => {
+                self.metrics.vm_start_failures.inc();
                 if let PoolError::BadModule(m) = &e {
                     self.failed_init
                         .lock()

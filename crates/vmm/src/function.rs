@@ -330,6 +330,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_guest_fault_is_the_tenants_error_without_internal_details() {
+        let r = TaskResult {
+            seq: 1,
+            vcpu: Some(1),
+            outcome: Err(TaskError::Fault {
+                vector: 0x100,
+                name: "panic",
+                rip: 0x40_1234,
+                addr: 0,
+                message: ": panicked at /rustc/abc/library/alloc/src/raw_vec.rs:1:1".into(),
+            }),
+            queued: Duration::ZERO,
+            run: Duration::ZERO,
+        };
+        let inv = interpret(r, &FunctionLimits::default());
+        let e = inv.result.unwrap_err();
+        assert_eq!(e.status_code(), 1, "{e}");
+        let text = e.to_string();
+        assert!(
+            !text.contains("rustc") && !text.contains("rip") && !text.contains("0x"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn results_must_be_objects_or_arrays() {
         assert_eq!(
             parse_result(b"{\"a\":1}\n").expect("object"),
