@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check and test of the project: formatting, clippy (warnings are errors),
-# and the whole test suite (unit tests and the end-to-end tests on real /dev/kvm).
+# the whole test suite (unit tests, the end-to-end and fault-injection tests on real
+# /dev/kvm), a short fuzz run of every fuzz target, and a one-minute soak.
 # Under CI (CI=true) a missing /dev/kvm fails the VM tests; elsewhere they skip loudly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,3 +11,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 (cd guest && cargo fmt -- --check && cargo clippy --release --locked -- -D warnings)
 (cd functions && cargo fmt -- --check)
 cargo test --workspace --locked
+# Coverage-guided fuzzing, briefly (scripts/fuzz.sh runs longer when asked).
+bash scripts/fuzz.sh "${DITTO_FUZZ_SECONDS:-15}"
+# The soak: one minute of mixed two-tenant load against a real `ditto serve` (the binary
+# cargo test just built); exit status 2 if any accepted invocation was lost.
+if [ -e /dev/kvm ]; then
+    ./target/debug/ditto bench soak --minutes "${DITTO_SOAK_MINUTES:-1}" --out target/ci-reports
+fi

@@ -8,4 +8,5 @@ pub mod micro;
 pub mod platform;
 pub mod plot;
 pub mod report;
+pub mod soak;
 pub mod summary;

@@ -158,7 +158,10 @@ pub fn run(d: &DataDir, cmd: AdminCommand) -> Result<ExitCode> {
             weight,
         }) => {
             anyhow::ensure!(
-                !store.list_users(None)?.iter().all(|u| u.namespace != namespace),
+                !store
+                    .list_users(None)?
+                    .iter()
+                    .all(|u| u.namespace != namespace),
                 "no namespace '{namespace}'"
             );
             let l = NamespaceLimits {

@@ -23,6 +23,33 @@ pub enum BenchCommand {
     /// ditto, ditto-fast, fixed-peak, fixed-mean and scale-out; writes a Markdown report,
     /// SVG plots and raw JSON.
     Elastic(ElasticArgs),
+    /// Sustained mixed load (good and hostile functions, two tenants) at ~80% of the
+    /// calibrated capacity against a `ditto serve` process: RSS and open fds over time
+    /// (SVG plot), lost invocations, latency per tenant.
+    Soak(SoakArgs),
+}
+
+/// Arguments of `ditto bench soak`.
+#[derive(Args)]
+pub struct SoakArgs {
+    /// Length of the soak, minutes.
+    #[arg(long, default_value_t = 10.0)]
+    minutes: f64,
+    /// Fraction of the calibrated capacity to offer.
+    #[arg(long, default_value_t = 0.8)]
+    load: f64,
+    /// Client threads.
+    #[arg(long, default_value_t = 16)]
+    threads: usize,
+    /// Seed of the arrivals and the mix.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Directory for the report (a subdirectory per run).
+    #[arg(long, default_value = "reports")]
+    out: PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Arguments of `ditto bench elastic`.
@@ -167,6 +194,41 @@ pub fn run(cmd: BenchCommand) -> Result<ExitCode> {
                 println!("report: {}", dir.display());
             }
             Ok(ExitCode::SUCCESS)
+        }
+
+        BenchCommand::Soak(a) => {
+            anyhow::ensure!(
+                a.minutes > 0.0 && a.minutes.is_finite() && a.load > 0.0 && a.threads > 0,
+                "--minutes, --load and --threads must be positive"
+            );
+            let o = ditto_bench::soak::SoakOptions {
+                ditto: std::env::current_exe()?,
+                minutes: a.minutes,
+                load: a.load,
+                threads: a.threads,
+                seed: a.seed,
+            };
+            let r = ditto_bench::soak::run(&o)?;
+            let stamp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let dir = a.out.join(format!("soak-{stamp}"));
+            std::fs::create_dir_all(&dir)?;
+            r.plot(&dir.join("rss_fds.svg"))?;
+            std::fs::write(dir.join("report.json"), serde_json::to_vec_pretty(&r)?)?;
+            let md = r.markdown("rss_fds.svg");
+            std::fs::write(dir.join("report.md"), &md)?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!("{md}\nreport: {}", dir.display());
+            }
+            Ok(if r.lost == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            })
         }
 
         BenchCommand::Platform(a) => {

@@ -61,7 +61,13 @@ fn serve(dir: &Path) -> Serve {
     Serve { child, base, auth }
 }
 
-fn call(base: &str, auth: &str, method: &str, path: &str, body: Option<Value>) -> Option<(u16, Value)> {
+fn call(
+    base: &str,
+    auth: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> Option<(u16, Value)> {
     let r = ureq::request(method, &format!("{base}{path}"))
         .timeout(Duration::from_secs(30))
         .set(
@@ -310,8 +316,14 @@ fn an_unwritable_database_gives_clear_errors_and_acknowledges_nothing() {
     )
     .expect("answers");
     assert_eq!(st, 200, "{v}");
-    let (_, list) = call(&s.base, &s.auth, "GET", "/api/v1/namespaces/_/activations?limit=200", None)
-        .expect("lists");
+    let (_, list) = call(
+        &s.base,
+        &s.auth,
+        "GET",
+        "/api/v1/namespaces/_/activations?limit=200",
+        None,
+    )
+    .expect("lists");
     assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
     let _ = s.child.kill();
     let _ = s.child.wait();

@@ -16,8 +16,7 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Largest invocation parameters, bytes (OpenWhisk: 1 MB).
-pub const MAX_PARAMS_BYTES: usize = 1_000_000;
+pub use crate::request::MAX_PARAMS_BYTES;
 /// Largest request body (an action with its base64 module), bytes.
 pub const MAX_BODY_BYTES: usize = 4 << 20;
 
@@ -49,8 +48,17 @@ pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
     tracing::error!(error = %e, reference, "internal error");
     err(
         StatusCode::INTERNAL_SERVER_ERROR,
-        format!("Internal server error (reference {reference}; the operator's log has the details)."),
+        format!(
+            "Internal server error (reference {reference}; the operator's log has the details)."
+        ),
     )
+}
+
+fn body_error(e: crate::request::BodyError) -> ApiError {
+    match e {
+        crate::request::BodyError::TooLarge(m) => err(StatusCode::PAYLOAD_TOO_LARGE, m),
+        crate::request::BodyError::Malformed(m) => err(StatusCode::BAD_REQUEST, m),
+    }
 }
 
 fn not_found() -> ApiError {
@@ -112,18 +120,13 @@ fn authenticate(p: &Platform, headers: &HeaderMap) -> ApiResult<String> {
             "The supplied authentication is invalid.",
         )
     };
-    let value = headers
+    let (uuid, key) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
+        .and_then(crate::request::basic_auth)
         .ok_or_else(unauthorized)?;
-    let encoded = value.strip_prefix("Basic ").ok_or_else(unauthorized)?;
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .map_err(|_| unauthorized())?;
-    let text = String::from_utf8(decoded).map_err(|_| unauthorized())?;
-    let (uuid, key) = text.split_once(':').ok_or_else(unauthorized)?;
     p.store
-        .authenticate(uuid, key)
+        .authenticate(&uuid, &key)
         .map_err(internal)?
         .ok_or_else(unauthorized)
 }
@@ -208,12 +211,7 @@ async fn put_action(
             format!("The name '{name}' is not a valid entity name."),
         ));
     }
-    let put: ActionPut = serde_json::from_slice(&body).map_err(|e| {
-        err(
-            StatusCode::BAD_REQUEST,
-            format!("The request content was malformed: {e}"),
-        )
-    })?;
+    let put: ActionPut = crate::request::action_put(&body).map_err(body_error)?;
     let overwrite = q.overwrite.unwrap_or(false);
     let existing = p.action(&ns, &name)?;
     if existing.is_some() && !overwrite {
@@ -361,31 +359,7 @@ async fn invoke(
 ) -> ApiResult<Response> {
     let accepted_at = Instant::now();
     let ns = namespace(&p, &headers, &ns)?;
-    if body.len() > MAX_PARAMS_BYTES {
-        return Err(err(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("The request content was malformed: the parameters are {} bytes, more than the limit of {MAX_PARAMS_BYTES}.", body.len()),
-        ));
-    }
-    let params = if body.iter().all(u8::is_ascii_whitespace) {
-        serde_json::Map::new()
-    } else {
-        match serde_json::from_slice::<Value>(&body) {
-            Ok(Value::Object(m)) => m,
-            Ok(_) => {
-                return Err(err(
-                    StatusCode::BAD_REQUEST,
-                    "The request content was malformed: parameters must be a JSON object.",
-                ))
-            }
-            Err(e) => {
-                return Err(err(
-                    StatusCode::BAD_REQUEST,
-                    format!("The request content was malformed: {e}"),
-                ))
-            }
-        }
-    };
+    let params = crate::request::invoke_params(&body).map_err(body_error)?;
     let action = p.action(&ns, &name)?.ok_or_else(not_found)?;
     let accepted = p
         .submit(crate::InvokeRequest {

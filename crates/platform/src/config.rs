@@ -131,7 +131,9 @@ impl ConfigFile {
         }
         if let Some(v) = self.cold_wait_s {
             if !(v.is_finite() && v >= 0.0) {
-                return Err(format!("cold_wait_s must be a non-negative number, not {v}"));
+                return Err(format!(
+                    "cold_wait_s must be a non-negative number, not {v}"
+                ));
             }
             c.pool.cold_wait = Duration::from_secs_f64(v);
         }

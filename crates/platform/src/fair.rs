@@ -442,10 +442,7 @@ mod tests {
             .expect("joins");
         assert!(a4.is_running());
         f.close();
-        assert_eq!(
-            f.admit("a", 1, 0, None, false).err(),
-            Some(Refusal::Closed)
-        );
+        assert_eq!(f.admit("a", 1, 0, None, false).err(), Some(Refusal::Closed));
     }
 
     #[test]
@@ -463,7 +460,10 @@ mod tests {
             f.admit("a", 1, 0, None, false).err(),
             Some(Refusal::Concurrent(11, 10))
         );
-        assert!(f.admit("b", 1, 0, None, false).is_ok(), "b is under its share");
+        assert!(
+            f.admit("b", 1, 0, None, false).is_ok(),
+            "b is under its share"
+        );
         assert!(f.admit("a", 1, 0, None, true).is_ok(), "forced");
     }
 }

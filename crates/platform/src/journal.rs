@@ -324,7 +324,9 @@ mod tests {
         j.start(&b).await.expect("start b");
         let p = store.pending_invocations().expect("pending");
         assert_eq!(
-            p.iter().map(|e| (e.id.clone(), e.state)).collect::<Vec<_>>(),
+            p.iter()
+                .map(|e| (e.id.clone(), e.state))
+                .collect::<Vec<_>>(),
             vec![(a.clone(), State::Queued), (b.clone(), State::Started)]
         );
         assert_eq!(p[0].params, b"{\"a\":1}");
@@ -359,10 +361,7 @@ mod tests {
         let s = j.stats();
         assert!(s.ops >= 405, "{s:?}");
         j.close(Duration::from_secs(5));
-        assert!(matches!(
-            j.start(&b).await,
-            Err(JournalError::Closed)
-        ));
+        assert!(matches!(j.start(&b).await, Err(JournalError::Closed)));
         std::fs::remove_dir_all(dir).ok();
     }
 }

@@ -19,6 +19,7 @@ pub mod local;
 pub mod metrics;
 pub mod model;
 pub mod pool;
+pub mod request;
 pub mod store;
 pub mod tenants;
 
@@ -134,8 +135,7 @@ impl Platform {
         let new_credentials = store
             .ensure_default_namespace(&config.default_namespace)
             .map_err(|e| data_err(Box::new(e)))?;
-        let journal =
-            Journal::open(&db, config.durability).map_err(|e| data_err(Box::new(e)))?;
+        let journal = Journal::open(&db, config.durability).map_err(|e| data_err(Box::new(e)))?;
         let metrics = Arc::new(Metrics::new()?);
         let pools = Arc::new(Pools::new(config.pool.clone(), metrics.clone())?);
         let fair = Fair::new(crate::fair::FairConfig {
@@ -297,7 +297,15 @@ impl Platform {
             if let Err(e) = self.journal.accept(entry).await {
                 return Err(not_durable(&e));
             }
-            self.spawn_run(action, ns, id.clone(), accepted_at, ticket, Some((reservation, params)), tx);
+            self.spawn_run(
+                action,
+                ns,
+                id.clone(),
+                accepted_at,
+                ticket,
+                Some((reservation, params)),
+                tx,
+            );
         } else {
             self.journal
                 .accept(entry.clone())
@@ -351,13 +359,17 @@ impl Platform {
                     }
                 },
                 Err(e) => {
-                    if let Ok(act) = p.record(&action, &ns, id, accepted_at, Err(e), Vec::new()).await {
+                    if let Ok(act) = p
+                        .record(&action, &ns, id, accepted_at, Err(e), Vec::new())
+                        .await
+                    {
                         let _ = tx.send(act);
                     }
                     return;
                 }
             };
-            p.run_placed(action, ns, id, accepted_at, ticket, run, tx).await;
+            p.run_placed(action, ns, id, accepted_at, ticket, run, tx)
+                .await;
         });
     }
 
@@ -403,11 +415,16 @@ impl Platform {
             }
             Err(e) => (Err(e), Vec::new()),
         };
-        match self.record(&action, &ns, id.clone(), accepted_at, result, logs).await {
+        match self
+            .record(&action, &ns, id.clone(), accepted_at, result, logs)
+            .await
+        {
             Ok(act) => {
                 let _ = tx.send(act);
             }
-            Err(e) => tracing::error!(error = %e, id, "cannot record an activation; the journal keeps the invocation"),
+            Err(e) => {
+                tracing::error!(error = %e, id, "cannot record an activation; the journal keeps the invocation")
+            }
         }
         drop(ticket);
     }
@@ -442,7 +459,9 @@ impl Platform {
                 tracing::error!(activation = %id, action = %action.name, error = %e, "invocation could not be placed");
                 let msg = match e {
                     PoolError::Overloaded(m) => m,
-                    PoolError::ShuttingDown => "The platform stopped before the invocation ran.".into(),
+                    PoolError::ShuttingDown => {
+                        "The platform stopped before the invocation ran.".into()
+                    }
                     _ => tenant_safe_internal(&id),
                 };
                 (None, Duration::ZERO, Err((3, msg)))
@@ -522,7 +541,13 @@ impl Platform {
                 (State::Queued, Some(action)) => {
                     let ticket = self
                         .fair
-                        .admit(&e.namespace, self.limits(&e.namespace).weight(), e.params.len(), None, true)
+                        .admit(
+                            &e.namespace,
+                            self.limits(&e.namespace).weight(),
+                            e.params.len(),
+                            None,
+                            true,
+                        )
                         .map_err(|r| PlatformError::Data {
                             path: self.config.data_dir.display().to_string(),
                             source: Box::new(r),
@@ -548,10 +573,13 @@ impl Platform {
                         Vec::new(),
                         Duration::ZERO,
                     );
-                    self.journal.finish(act).await.map_err(|err| PlatformError::Data {
-                        path: self.config.data_dir.display().to_string(),
-                        source: Box::new(err),
-                    })?;
+                    self.journal
+                        .finish(act)
+                        .await
+                        .map_err(|err| PlatformError::Data {
+                            path: self.config.data_dir.display().to_string(),
+                            source: Box::new(err),
+                        })?;
                     interrupted += 1;
                 }
             }
@@ -559,7 +587,11 @@ impl Platform {
         self.metrics.interrupted.inc_by(interrupted as u64);
         self.metrics.resumed.inc_by(resumed as u64);
         if interrupted + resumed > 0 {
-            tracing::warn!(interrupted, resumed, "finished the journal of the previous run");
+            tracing::warn!(
+                interrupted,
+                resumed,
+                "finished the journal of the previous run"
+            );
         }
         Ok((interrupted, resumed))
     }

@@ -142,7 +142,12 @@ impl Metrics {
         registry.register(Box::new(budget_in_use.clone()))?;
         registry.register(Box::new(budget_limit.clone()))?;
         registry.register(Box::new(vms.clone()))?;
-        for g in [&accepted_unfinished, &running, &journal_commits, &journal_ops] {
+        for g in [
+            &accepted_unfinished,
+            &running,
+            &journal_commits,
+            &journal_ops,
+        ] {
             registry.register(Box::new(g.clone()))?;
         }
         registry.register(Box::new(interrupted.clone()))?;

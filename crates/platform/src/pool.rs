@@ -364,7 +364,10 @@ impl Pools {
         let image = ditto_vmm::loader::parse(ditto_guest_image::GUEST_ELF)?;
         metrics.budget_limit.set(cfg.vcpu_budget as i64);
         Ok(Pools {
-            budget: Arc::new(Budget::new(cfg.vcpu_budget, cfg.regular + cfg.initial_active)),
+            budget: Arc::new(Budget::new(
+                cfg.vcpu_budget,
+                cfg.regular + cfg.initial_active,
+            )),
             cfg,
             image,
             pools: Mutex::new(HashMap::new()),
@@ -728,7 +731,8 @@ impl Pools {
                 return Err(why);
             };
             let Some(pos) = vms.iter().position(|v| {
-                v.id == id && (v.inflight.load(Ordering::Acquire) == 0 || pool.tenant != this.tenant)
+                v.id == id
+                    && (v.inflight.load(Ordering::Acquire) == 0 || pool.tenant != this.tenant)
             }) else {
                 return Err(why);
             };

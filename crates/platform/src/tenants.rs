@@ -167,7 +167,10 @@ pub(crate) fn authenticate(
 }
 
 /// Every namespace, optionally of one subject, by subject then namespace.
-pub(crate) fn list(conn: &Connection, subject: Option<&str>) -> rusqlite::Result<Vec<NamespaceInfo>> {
+pub(crate) fn list(
+    conn: &Connection,
+    subject: Option<&str>,
+) -> rusqlite::Result<Vec<NamespaceInfo>> {
     let mut st = conn.prepare(
         "SELECT COALESCE(subject, name), name, uuid FROM namespaces
          WHERE ?1 IS NULL OR COALESCE(subject, name) = ?1 ORDER BY 1, 2",
@@ -216,11 +219,7 @@ pub(crate) fn get_limits(conn: &Connection, ns: &str) -> rusqlite::Result<Namesp
 }
 
 /// Set a namespace's limits (replacing all four).
-pub(crate) fn set_limits(
-    conn: &Connection,
-    ns: &str,
-    l: &NamespaceLimits,
-) -> rusqlite::Result<()> {
+pub(crate) fn set_limits(conn: &Connection, ns: &str, l: &NamespaceLimits) -> rusqlite::Result<()> {
     conn.execute(
         "INSERT OR REPLACE INTO namespace_limits VALUES (?1, ?2, ?3, ?4, ?5)",
         params![
@@ -338,15 +337,22 @@ mod tests {
         let r = RateLimiter::default();
         assert!(r.check("a", Kind::Invocation, None).is_ok());
         for _ in 0..3 {
-            r.check_at("a", Kind::Invocation, Some(3), 7).expect("under");
+            r.check_at("a", Kind::Invocation, Some(3), 7)
+                .expect("under");
         }
         assert_eq!(
             r.check_at("a", Kind::Invocation, Some(3), 7).unwrap_err(),
             "Too many requests in the last minute (count: 4, allowed: 3)."
         );
-        assert!(r.check_at("b", Kind::Invocation, Some(3), 7).is_ok(), "per namespace");
+        assert!(
+            r.check_at("b", Kind::Invocation, Some(3), 7).is_ok(),
+            "per namespace"
+        );
         assert!(r.check_at("a", Kind::Fire, Some(3), 7).is_ok(), "per kind");
-        assert!(r.check_at("a", Kind::Invocation, Some(3), 8).is_ok(), "next minute");
+        assert!(
+            r.check_at("a", Kind::Invocation, Some(3), 8).is_ok(),
+            "next minute"
+        );
     }
 
     #[test]

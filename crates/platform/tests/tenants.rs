@@ -173,7 +173,10 @@ fn a_second_tenant_keeps_working_while_the_first_floods() {
     // Let the flood fill a's bound, then b invokes (blocking) and must always get through.
     let t0 = Instant::now();
     while srv.platform.fair.tenant("guest").0 < 40 {
-        assert!(t0.elapsed() < Duration::from_secs(30), "the flood never filled its bound");
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the flood never filled its bound"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     for i in 0..20 {
@@ -202,7 +205,10 @@ fn a_second_tenant_keeps_working_while_the_first_floods() {
         "{msg}"
     );
     let (inflight, bytes, _) = srv.platform.fair.tenant("guest");
-    assert!(inflight <= 40 && bytes <= 40 * (4096 + 64), "{inflight} {bytes}");
+    assert!(
+        inflight <= 40 && bytes <= 40 * (4096 + 64),
+        "{inflight} {bytes}"
+    );
     srv.stop().expect("stops");
     std::fs::remove_dir_all(dir).ok();
 }
@@ -318,7 +324,9 @@ fn keys_are_stored_as_salted_hashes_in_private_files() {
     let db = dir.join("ditto.db");
     let store = Store::open(&db).expect("opens");
     let c = store.create_user("alice", "alice-ns").expect("created");
-    let d = store.create_user("alice", "alice-2").expect("second namespace");
+    let d = store
+        .create_user("alice", "alice-2")
+        .expect("second namespace");
     assert!(matches!(
         store.create_user("bob", "alice-ns"),
         Err(ditto_platform::store::StoreError::Conflict)
