@@ -24,13 +24,20 @@ pub struct PlatformOptions {
     pub cold: u32,
     /// Progress output.
     pub progress: bool,
+    /// SQLite durability of the servers under test.
+    pub durability: ditto_platform::store::Durability,
 }
 
 /// Results.
 #[derive(Clone, Debug, Serialize)]
 pub struct PlatformReport {
+    /// SQLite durability setting of the run.
+    pub durability: String,
     /// Warm no-op blocking invoke, one client, ns.
     pub warm_latency_ns: Summary,
+    /// Warm no-op non-blocking invoke (time to the 202: admission + one journal commit),
+    /// one client, ns.
+    pub accept_latency_ns: Summary,
     /// Sustained no-op invocations/s, keyed by workers per VM.
     pub invocations_per_s: BTreeMap<u32, f64>,
     /// Client threads used for throughput.
@@ -146,7 +153,8 @@ pub fn run(opts: &PlatformOptions) -> Result<PlatformReport, BenchError> {
     };
     // Warm latency: one client, sequential blocking invokes.
     bar.set_message("warm latency");
-    let (srv, api, dir) = server(|_| {})?;
+    let durability = opts.durability;
+    let (srv, api, dir) = server(|c| c.durability = durability)?;
     api.deploy("noop", noop()?, json!([]))?;
     api.invoke("noop", &json!({}))?;
     let mut warm = Vec::new();
@@ -158,6 +166,16 @@ pub fn run(opts: &PlatformOptions) -> Result<PlatformReport, BenchError> {
             return Err(BenchError::Measure(format!("warm invoke: HTTP {s}")));
         }
         bar.tick();
+    }
+    // Non-blocking: time to the 202.
+    let mut accept = Vec::new();
+    for _ in 0..opts.requests {
+        let t = Instant::now();
+        let (s, _) = api.send("POST", "/actions/noop", &json!({}))?;
+        accept.push(t.elapsed().as_nanos() as u64);
+        if s != 202 {
+            return Err(BenchError::Measure(format!("non-blocking invoke: HTTP {s}")));
+        }
     }
     // Cold: a fresh action per sample (each starts its own VM).
     bar.set_message("cold starts");
@@ -184,6 +202,7 @@ pub fn run(opts: &PlatformOptions) -> Result<PlatformReport, BenchError> {
     for k in [1u32, 2, 4] {
         bar.set_message(format!("throughput, {k} workers"));
         let (srv, api, dir) = server(|c| {
+            c.durability = durability;
             c.pool.workers = k;
             c.pool.initial_active = k;
             c.pool.max_vms_per_action = 1;
@@ -227,7 +246,9 @@ pub fn run(opts: &PlatformOptions) -> Result<PlatformReport, BenchError> {
     }
     bar.finish_and_clear();
     Ok(PlatformReport {
+        durability: format!("{durability:?}").to_lowercase(),
         warm_latency_ns: Summary::of(&warm),
+        accept_latency_ns: Summary::of(&accept),
         invocations_per_s: rates,
         client_threads: threads,
         loaded_latency_ns: loaded,
@@ -243,10 +264,18 @@ impl PlatformReport {
         let mut m = String::from(
             "# ditto bench platform\n\n| measure | p50 ms | p99 ms |\n|---|---|---|\n",
         );
+        m = m.replace(
+            "# ditto bench platform\n",
+            &format!("# ditto bench platform\n\nSQLite durability: {}.\n", self.durability),
+        );
         m += &format!(
             "| warm no-op blocking invoke (1 client, {} samples) | {} |\n",
             self.warm_latency_ns.n,
             ms(&self.warm_latency_ns)
+        );
+        m += &format!(
+            "| warm no-op non-blocking invoke, time to 202 (1 client) | {} |\n",
+            ms(&self.accept_latency_ns)
         );
         m += &format!(
             "| cold first invoke (VM start + init + run, {} samples) | {} |\n",

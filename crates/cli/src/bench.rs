@@ -100,6 +100,9 @@ pub struct PlatformArgs {
     /// Cold-start samples (each deploys a fresh action).
     #[arg(long, default_value_t = 30)]
     cold: u32,
+    /// SQLite durability of the servers under test ("full" or "normal").
+    #[arg(long, default_value = "full")]
+    durability: ditto_platform::store::Durability,
     /// Directory for the report files.
     #[arg(long, default_value = "reports")]
     out: PathBuf,
@@ -241,6 +244,7 @@ pub fn run(cmd: BenchCommand) -> Result<ExitCode> {
                 seconds: a.seconds,
                 cold: a.cold,
                 progress: !a.json,
+                durability: a.durability,
             };
             let r = ditto_bench::platform::run(&opts)?;
             let md = r.markdown();
