@@ -248,6 +248,11 @@ impl Fair {
         }
     }
 
+    /// Whether [`Fair::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
     /// (accepted and unfinished, running) over all namespaces.
     pub fn totals(&self) -> (u32, u32) {
         let s = self.lock();

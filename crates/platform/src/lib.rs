@@ -340,8 +340,11 @@ impl Platform {
                 match p.pools.reserve(&action).await {
                     Ok(r) => break Ok(r),
                     Err(PoolError::ShuttingDown) => return,
+                    // Stopping: not started, so the row stays `queued` for the restart.
+                    Err(PoolError::Overloaded(_)) if p.fair.is_closed() => return,
                     Err(PoolError::Overloaded(m)) if Instant::now() < give_up => {
                         tracing::debug!(reason = %m, "queued invocation waits for a VM");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                     Err(e) => break Err(e),
                 }
