@@ -174,7 +174,9 @@ pub fn run(opts: &PlatformOptions) -> Result<PlatformReport, BenchError> {
         let (s, _) = api.send("POST", "/actions/noop", &json!({}))?;
         accept.push(t.elapsed().as_nanos() as u64);
         if s != 202 {
-            return Err(BenchError::Measure(format!("non-blocking invoke: HTTP {s}")));
+            return Err(BenchError::Measure(format!(
+                "non-blocking invoke: HTTP {s}"
+            )));
         }
     }
     // Cold: a fresh action per sample (each starts its own VM).
@@ -266,7 +268,10 @@ impl PlatformReport {
         );
         m = m.replace(
             "# ditto bench platform\n",
-            &format!("# ditto bench platform\n\nSQLite durability: {}.\n", self.durability),
+            &format!(
+                "# ditto bench platform\n\nSQLite durability: {}.\n",
+                self.durability
+            ),
         );
         m += &format!(
             "| warm no-op blocking invoke (1 client, {} samples) | {} |\n",

@@ -150,7 +150,8 @@ pub(crate) fn authenticate(
     uuid: &str,
     key: &str,
 ) -> rusqlite::Result<Option<String>> {
-    let row: Option<(String, Option<Vec<u8>>, Option<Vec<u8>>)> = conn
+    type Row = (String, Option<Vec<u8>>, Option<Vec<u8>>);
+    let row: Option<Row> = conn
         .query_row(
             "SELECT name, salt, key_hash FROM namespaces WHERE uuid = ?1",
             [uuid],
