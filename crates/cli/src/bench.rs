@@ -27,6 +27,26 @@ pub enum BenchCommand {
     /// calibrated capacity against a `ditto serve` process: RSS and open fds over time
     /// (SVG plot), lost invocations, latency per tenant.
     Soak(SoakArgs),
+    /// A second tenant's warm latency while the first floods non-blocking CPU-bound
+    /// invocations, as a ratio to an idle host (fair share of running slots and vCPUs).
+    Fair(FairArgs),
+}
+
+/// Arguments of `ditto bench fair`.
+#[derive(Args)]
+pub struct FairArgs {
+    /// Tenant B's samples per phase.
+    #[arg(long, default_value_t = 300)]
+    samples: u32,
+    /// Length of each flooding invocation, ms.
+    #[arg(long, default_value_t = 1000)]
+    flood_ms: u64,
+    /// Flooding client threads.
+    #[arg(long, default_value_t = 4)]
+    flood_threads: u32,
+    /// Directory for the report files.
+    #[arg(long, default_value = "reports")]
+    out: PathBuf,
 }
 
 /// Arguments of `ditto bench soak`.
@@ -196,6 +216,23 @@ pub fn run(cmd: BenchCommand) -> Result<ExitCode> {
                 println!("{}", std::fs::read_to_string(dir.join("report.md"))?);
                 println!("report: {}", dir.display());
             }
+            Ok(ExitCode::SUCCESS)
+        }
+
+        BenchCommand::Fair(a) => {
+            anyhow::ensure!(
+                a.samples > 0 && a.flood_threads > 0,
+                "--samples and --flood-threads must be positive"
+            );
+            let o = ditto_bench::fair::FairOptions {
+                samples: a.samples,
+                flood_ms: a.flood_ms,
+                flood_threads: a.flood_threads,
+            };
+            let r = ditto_bench::fair::run(&o)?;
+            let md = r.markdown(&o);
+            let (j, m) = ditto_bench::report::write(&a.out, "fair", &r, &md)?;
+            println!("{md}\nreport: {} and {}", j.display(), m.display());
             Ok(ExitCode::SUCCESS)
         }
 
