@@ -121,7 +121,7 @@ pub struct PlatformArgs {
     #[arg(long, default_value_t = 30)]
     cold: u32,
     /// SQLite durability of the servers under test ("full" or "normal").
-    #[arg(long, default_value = "full")]
+    #[arg(long, default_value = "normal")]
     durability: ditto_platform::store::Durability,
     /// Directory for the report files.
     #[arg(long, default_value = "reports")]

@@ -29,8 +29,9 @@ pub struct ServeArgs {
     /// Seconds an idle VM is kept before it is retired [default: 60].
     #[arg(long)]
     keep_alive_s: Option<f64>,
-    /// SQLite durability: "full" fsyncs every commit (survives power loss); "normal"
-    /// survives any process kill, but an OS crash may lose the last commits [default: full].
+    /// SQLite durability: "normal" survives any process kill (kill -9 included) but an OS
+    /// crash or power loss may lose the last commits; "full" fsyncs every commit (survives
+    /// those too, at about twice the cost per invocation) [default: normal].
     #[arg(long, env = "DITTO_DURABILITY")]
     durability: Option<ditto_platform::store::Durability>,
 }

@@ -37,7 +37,7 @@ impl Default for ServeConfig {
             max_inflight: 1_000,
             pool: PoolConfig::default(),
             fair: FairConfig::default(),
-            durability: Durability::Full,
+            durability: Durability::Normal,
         }
     }
 }
@@ -81,7 +81,8 @@ pub struct ConfigFile {
     pub overcommit: Option<f64>,
     /// Most invocations queued per action beyond its capacity.
     pub max_queue_per_action: Option<u32>,
-    /// "full" (default: every commit fsynced) or "normal" (survives process kills only).
+    /// "normal" (default: survives any process kill) or "full" (every commit fsynced: also
+    /// survives power loss and OS crashes).
     pub durability: Option<Durability>,
     /// Invocations handed to VMs at once, all namespaces (fair-share slots).
     pub max_running: Option<u32>,

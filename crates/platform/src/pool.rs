@@ -9,7 +9,9 @@
 //! vCPUs, each may hold at most its weighted share. A namespace under its share that finds
 //! the budget spent first evicts an idle VM (least recently used), else reclaims a VM of the
 //! namespace most over its share: that VM is retired at once (its queued invocations still
-//! finish on it, briefly over the budget) and its vCPUs go to the newcomer. Invocations that find no VM to run on (one is still starting, or the budget is
+//! finish on it, briefly over the budget) and its vCPUs go to the newcomer. While a
+//! namespace is over its share, its VMs' vCPU threads run at nice 10, so the kernel favours
+//! the others' threads when they contend for cores (checked every tick). Invocations that find no VM to run on (one is still starting, or the budget is
 //! full) wait up to `cold_wait` for one instead of being refused. A module that fails VM
 //! init is remembered per action version (negative cache) and not started again.
 
@@ -214,6 +216,13 @@ impl Budget {
         self.used.load(Ordering::Acquire)
     }
 
+    /// Whether `tenant` holds more than its share now (only possible while others hold
+    /// vCPUs too).
+    pub fn over_share(&self, tenant: &str) -> bool {
+        let t = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
+        t.get(tenant).is_some_and(|v| v.0 > self.share(&t, tenant))
+    }
+
     /// vCPUs held by one namespace.
     pub fn used_by(&self, tenant: &str) -> u32 {
         self.tenants
@@ -235,6 +244,25 @@ pub struct PooledVm {
     retired: AtomicBool,
     /// Worker wakes and sleeps already exported to the metrics.
     exported: Mutex<(u64, u64)>,
+    /// Whether its vCPU threads run at [`OVER_SHARE_NICE`].
+    niced: AtomicBool,
+}
+
+/// Nice value of the vCPU threads of a namespace over its vCPU share: the kernel then gives
+/// the other namespaces' threads ~10× its CPU weight when they contend for cores.
+pub const OVER_SHARE_NICE: i32 = 10;
+
+/// Set the nice value of threads `tids` (Linux: per thread). Lowering it back needs
+/// CAP_SYS_NICE; failures are logged, never fatal.
+fn renice(tids: &[i32], nice: i32) {
+    for &tid in tids {
+        // SAFETY: setpriority takes plain integers and touches no memory of ours; on Linux
+        // PRIO_PROCESS with a thread id applies to that thread only.
+        let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) };
+        if r != 0 {
+            tracing::debug!(tid, nice, error = %std::io::Error::last_os_error(), "cannot renice a vCPU thread");
+        }
+    }
 }
 
 impl PooledVm {
@@ -658,6 +686,7 @@ impl Pools {
             last_busy: Mutex::new(Instant::now()),
             retired: AtomicBool::new(false),
             exported: Mutex::new((0, 0)),
+            niced: AtomicBool::new(false),
         });
         self.metrics.vm_starts.inc();
         self.metrics.vms.inc();
@@ -754,7 +783,13 @@ impl Pools {
             .collect();
         let mut reserved_ns = self.retired_reserved_ns.load(Ordering::Acquire);
         for ((ns, name), pool) in pools {
+            let over = self.budget.over_share(&pool.tenant);
             let mut vms = pool.vms.lock().unwrap_or_else(|e| e.into_inner());
+            for v in vms.iter() {
+                if v.niced.swap(over, Ordering::AcqRel) != over {
+                    renice(&v.vm.vcpu_tids(), if over { OVER_SHARE_NICE } else { 0 });
+                }
+            }
             let mut keep = Vec::new();
             for v in vms.drain(..) {
                 let inflight = v.inflight.load(Ordering::Acquire);

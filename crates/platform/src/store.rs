@@ -32,15 +32,18 @@ pub struct Store {
     durability: Durability,
 }
 
-/// How hard a commit waits for the disk (SQLite `synchronous` in WAL mode).
+/// How hard a commit waits for the disk (SQLite `synchronous` in WAL mode). The platform's
+/// default is `Normal`: every commit is in the OS before it is acknowledged, so it survives
+/// any death of the process (kill -9 included); `Full` also survives power loss and OS
+/// crashes at about twice the cost per invocation (measured in docs/ARCHITECTURE.md).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Durability {
     /// `synchronous=FULL`: every commit fsyncs the WAL; survives power loss and OS crashes.
-    #[default]
     Full,
     /// `synchronous=NORMAL`: commits reach the OS (survive any process kill) and the WAL is
     /// fsynced at checkpoints only; an OS crash may lose the last commits.
+    #[default]
     Normal,
 }
 
