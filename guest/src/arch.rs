@@ -47,6 +47,32 @@ pub fn current_info_addr() -> u64 {
     addr
 }
 
+/// The current vCPU's id, read through GS (`VcpuBootInfo::vcpu_id`, at offset 8).
+#[inline(always)]
+pub fn current_vcpu_id() -> usize {
+    let id: u32;
+    // SAFETY: GS base points at this vCPU's VcpuBootInfo, whose `vcpu_id` is at offset 8.
+    unsafe {
+        core::arch::asm!("mov {:e}, gs:[8]", out(reg) id, options(nostack, readonly, preserves_flags));
+    }
+    id as usize
+}
+
+/// Ask the CPL0 gate to seal `[start, start + len)` of the code arena: read+execute, never
+/// writable again. Both must be 4 KiB aligned and inside the arena; returns whether the
+/// gate accepted the range (it changes nothing otherwise).
+pub fn seal_code(start: u64, len: u64) -> bool {
+    let refused: u64;
+    // SAFETY: `int 0x80` enters the DPL-3 gate `ditto_seal_gate`, which validates the
+    // range against the arena bounds the VMM wrote into supervisor-only memory, edits only
+    // those page-table entries, and returns with `iretq`; it clobbers only RAX.
+    unsafe {
+        core::arch::asm!("int 0x80", inout("rdi") start => _, inout("rsi") len => _,
+            out("rax") refused, options(nostack));
+    }
+    refused == 0
+}
+
 /// Read the time-stamp counter.
 #[inline(always)]
 #[allow(dead_code)]
@@ -101,6 +127,58 @@ macro_rules! isr_stubs {
         );
     };
 }
+
+// The code-sealing gate (IDT vector ditto_protocol::memory::SEAL_VECTOR, DPL 3). CPL0 is
+// emulated on nested KVM (~1 µs per instruction), so it is a tight loop; it runs once per
+// function load. Arguments: RDI = start, RSI = length; result in RAX (0 = sealed).
+// SEAL_BOUNDS holds [arena start, arena end, address of the arena's first PTE], written by
+// the VMM into supervisor-only memory. Each PTE of the range loses RW and NX.
+core::arch::global_asm!(
+    ".pushsection .text.isr, \"ax\"",
+    ".global ditto_seal_gate",
+    ".balign 16",
+    "ditto_seal_gate:",
+    "push rcx",
+    "push rdx",
+    "push r8",
+    "mov eax, 1",
+    "test rdi, 0xfff",
+    "jnz 3f",
+    "test rsi, 0xfff",
+    "jnz 3f",
+    "test rsi, rsi",
+    "jz 3f",
+    "mov rcx, [{bounds}]",
+    "cmp rdi, rcx",
+    "jb 3f",
+    "lea rdx, [rdi + rsi]",
+    "cmp rdx, rdi",
+    "jb 3f",
+    "cmp rdx, [{bounds} + 8]",
+    "ja 3f",
+    // r8 = &PTE(start) = first_pte + ((start - arena) >> 12) * 8
+    "mov r8, rdi",
+    "sub r8, rcx",
+    "shr r8, 9",
+    "add r8, [{bounds} + 16]",
+    "mov rcx, {keep}",
+    "2:",
+    "and [r8], rcx",
+    "invlpg [rdi]",
+    "add r8, 8",
+    "add rdi, 4096",
+    "cmp rdi, rdx",
+    "jb 2b",
+    "xor eax, eax",
+    "3:",
+    "pop r8",
+    "pop rdx",
+    "pop rcx",
+    "iretq",
+    ".popsection",
+    bounds = const ditto_protocol::memory::SEAL_BOUNDS_GPA,
+    keep = const !((1u64 << 63) | 2),
+);
 
 // vector: 1 if the CPU pushes an error code for it.
 isr_stubs!(

@@ -227,9 +227,17 @@ fn run_wasm(a: &RunArgs, path: &std::path::Path) -> Result<ExitCode> {
         timeout: Duration::from_millis(a.timeout_ms.unwrap_or(60_000)),
         ..Default::default()
     };
+    let t_compile = Instant::now();
+    let artifact = ditto_compile::compile(&module)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    tracing::info!(
+        ms = t_compile.elapsed().as_secs_f64() * 1e3,
+        bytes = artifact.bytes.len(),
+        "compiled ahead of time"
+    );
     let vm = launch(a)?;
     let t_load = Instant::now();
-    if let Err(e) = vm.load_function(&module)? {
+    if let Err(e) = vm.load_compiled(&module, &artifact.bytes)? {
         bail!("{}: {e}", path.display());
     }
     let load_ms = t_load.elapsed().as_secs_f64() * 1e3;

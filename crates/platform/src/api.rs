@@ -285,6 +285,16 @@ async fn put_action(
             format!("Invalid policy annotation: {e}"),
         )
     })?;
+    // Validate and compile ahead of time now, so a bad module is refused here (400) and
+    // a cold start never compiles.
+    let (pools, module) = (p.pools.clone(), code.clone());
+    tokio::task::spawn_blocking(move || pools.artifacts().compile(&module))
+        .await
+        .map_err(internal)?
+        .map_err(|e| match e {
+            crate::artifacts::ArtifactError::Invalid(e) => err(StatusCode::BAD_REQUEST, e.to_string()),
+            e => internal(e),
+        })?;
     let action = Action {
         namespace: ns.clone(),
         name: name.clone(),

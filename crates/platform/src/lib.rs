@@ -8,6 +8,7 @@
 //! activation (SQLite) → answer (blocking) or just record (non-blocking).
 
 pub mod api;
+pub mod artifacts;
 pub mod config;
 pub mod local;
 pub mod metrics;
@@ -88,10 +89,15 @@ impl Platform {
             .ensure_default_namespace(&config.default_namespace)
             .map_err(|e| data_err(Box::new(e)))?;
         let metrics = Arc::new(Metrics::new()?);
-        let pools = Arc::new(Pools::new(config.pool.clone(), metrics.clone())?);
+        let store = Arc::new(store);
+        let artifacts = artifacts::Artifacts::new(Some(store.clone()))
+            .map_err(|e| data_err(Box::new(e)))?;
+        let pools = Arc::new(
+            Pools::new(config.pool.clone(), metrics.clone())?.with_artifacts(Arc::new(artifacts)),
+        );
         Ok(Arc::new(Platform {
             config,
-            store: Arc::new(store),
+            store,
             pools,
             metrics,
             actions: Mutex::new(HashMap::new()),

@@ -144,7 +144,8 @@ struct ActionPool {
     policy: String,
     policy_opts: Vec<(String, String)>,
     module: Arc<Vec<u8>>,
-    memory_mib: u64,
+    /// Each worker's linear-memory region, MiB (the action's memory limit + a margin).
+    linear_mib: u64,
     vms: Mutex<Vec<Arc<PooledVm>>>,
     /// VMs being started (counted against `max_vms_per_action` until they join `vms`).
     starting: AtomicU32,
@@ -227,9 +228,21 @@ pub struct Pools {
     retired_reserved_ns: AtomicU64,
     retired_cpu_ns: AtomicU64,
     closing: AtomicBool,
+    artifacts: Arc<crate::artifacts::Artifacts>,
 }
 
 impl Pools {
+    /// Keep artifacts in `artifacts` (by default they live in memory only).
+    pub fn with_artifacts(mut self, artifacts: Arc<crate::artifacts::Artifacts>) -> Self {
+        self.artifacts = artifacts;
+        self
+    }
+
+    /// The precompiled artifacts.
+    pub fn artifacts(&self) -> &Arc<crate::artifacts::Artifacts> {
+        &self.artifacts
+    }
+
     /// Create pools for the embedded guest.
     pub fn new(cfg: PoolConfig, metrics: Arc<Metrics>) -> Result<Pools, ditto_vmm::VmmError> {
         let image = ditto_vmm::loader::parse(ditto_guest_image::GUEST_ELF)?;
@@ -247,6 +260,9 @@ impl Pools {
             retired_reserved_ns: AtomicU64::new(0),
             retired_cpu_ns: AtomicU64::new(0),
             closing: AtomicBool::new(false),
+            artifacts: Arc::new(
+                crate::artifacts::Artifacts::new(None).expect("no store, nothing can fail"),
+            ),
         })
     }
 
@@ -263,8 +279,10 @@ impl Pools {
                 return p.clone();
             }
         }
-        let vcpus = (self.cfg.regular + self.cfg.workers) as u64;
-        let memory_mib = (vcpus * (action.limits.memory + 32)).min(2000);
+        // Every worker may grow its memories to the action's limit (plus a margin for
+        // wasmtime's rounding); guest memory is backed lazily, so untouched MiBs cost
+        // nothing on the host.
+        let linear_mib = action.limits.memory + 8;
         // The action's policy (annotations), defaulting to `queue` with the configured
         // worker idle timeout.
         let (policy, mut policy_opts) = crate::model::policy_annotation(&action.annotations);
@@ -280,7 +298,7 @@ impl Pools {
             policy_opts,
 
             module: Arc::new(action.code.clone()),
-            memory_mib,
+            linear_mib,
             vms: Mutex::new(Vec::new()),
             starting: AtomicU32::new(0),
         });
@@ -404,13 +422,12 @@ impl Pools {
         }
         // Cold start: budget for regular + initial workers is held.
         let t0 = Instant::now();
-        let cfg = VmConfig {
-            regular: self.cfg.regular,
-            workers: self.cfg.workers,
-            active: self.cfg.initial_active,
-            memory_mib: pool.memory_mib,
-            ..VmConfig::default()
-        };
+        let (regular, workers, active) = (
+            self.cfg.regular,
+            self.cfg.workers,
+            self.cfg.initial_active,
+        );
+        let linear_mib = pool.linear_mib;
         let me = self.clone();
         let module = pool.module.clone();
         let (policy_name, policy_opts) = (pool.policy.clone(), pool.policy_opts.clone());
@@ -420,9 +437,21 @@ impl Pools {
                 // A modelled confidential-VM launch + attestation delay.
                 std::thread::sleep(delay);
             }
+            let compiled = me
+                .artifacts
+                .get(&module)
+                .map_err(|e| PoolError::BadModule(e.to_string()))?;
+            let cfg = VmConfig {
+                regular,
+                workers,
+                active,
+                code_mib: ditto_vmm::config::code_mib_for(compiled.artifact.len()),
+                ..VmConfig::default()
+            }
+            .with_linear_memory(linear_mib);
             let vm =
                 Vm::launch_image(cfg, &me.image).map_err(|e| PoolError::Start(e.to_string()))?;
-            match vm.load_function(&module) {
+            match vm.load_compiled(&module, &compiled.artifact) {
                 Ok(Ok(_)) => {
                     let budget: Arc<dyn ditto_vmm::elastic::WakeBudget> = me.budget.clone();
                     let policy = ditto_sched::build_policy(&policy_name, &policy_opts)

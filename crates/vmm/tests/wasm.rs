@@ -42,8 +42,7 @@ fn module(body: &str) -> Vec<u8> {
 
 fn vm_with(module: &[u8]) -> Vm {
     let vm = common::vm(1, 2, 2);
-    vm.load_function(module)
-        .expect("VM alive")
+    common::load(&vm, module)
         .expect("module loads");
     vm
 }
@@ -197,9 +196,7 @@ fn limits_apply_to_that_invocation_only() {
         .to_string()
         .contains("more than 1000 bytes"));
     let echo = common::vm(1, 1, 1);
-    echo.load_function(&wat::parse_str(ECHO).expect("assembles"))
-        .expect("alive")
-        .expect("loads");
+    common::load(&echo, &wat::parse_str(ECHO).expect("assembles")).expect("loads");
     assert!(echo
         .invoke(b"{\"still\":\"serving\"}", limits())
         .expect("submit")
@@ -213,22 +210,17 @@ fn bad_modules_are_rejected_at_load() {
         return;
     }
     let vm = common::vm(1, 1, 1);
-    let e = vm
-        .load_function(b"\0asm garbage")
-        .expect("alive")
+    let e = common::load(&vm, b"\0asm garbage")
         .expect_err("invalid");
     assert!(e.to_string().contains("Invalid WebAssembly module"), "{e}");
     let no_start = wat::parse_str("(module (memory (export \"memory\") 1))").expect("assembles");
-    let e = vm
-        .load_function(&no_start)
-        .expect("alive")
+    let e = common::load(&vm, &no_start)
         .expect_err("no _start");
     assert!(e.to_string().contains("_start"), "{e}");
     let unknown_import =
         wat::parse_str(r#"(module (import "env" "nope" (func)) (func (export "_start")))"#)
             .expect("assembles");
-    vm.load_function(&unknown_import)
-        .expect("alive")
+    common::load(&vm, &unknown_import)
         .expect("valid module loads");
     let inv = vm.invoke(b"{}", limits()).expect("submit");
     assert!(
@@ -236,9 +228,7 @@ fn bad_modules_are_rejected_at_load() {
         "{:?}",
         inv.result
     );
-    let e = vm
-        .load_function(&no_start)
-        .expect("alive")
+    let e = common::load(&vm, &no_start)
         .expect_err("already loaded");
     assert!(e.to_string().contains("already loaded"), "{e}");
 }
