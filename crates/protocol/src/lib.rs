@@ -11,6 +11,7 @@
 #![no_std]
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod engine;
 pub mod layout;
 pub mod memory;
 pub mod message;
