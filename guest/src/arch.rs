@@ -58,19 +58,20 @@ pub fn current_vcpu_id() -> usize {
     id as usize
 }
 
+extern "C" {
+    /// `int3` then return (see the sealing gate below): RDI = start, RSI = length,
+    /// RAX = 0 when sealed.
+    fn ditto_seal_call(start: u64, len: u64) -> u64;
+}
+
 /// Ask the CPL0 gate to seal `[start, start + len)` of the code arena: read+execute, never
 /// writable again. Both must be 4 KiB aligned and inside the arena; returns whether the
 /// gate accepted the range (it changes nothing otherwise).
 pub fn seal_code(start: u64, len: u64) -> bool {
-    let refused: u64;
-    // SAFETY: `int 0x80` enters the DPL-3 gate `ditto_seal_gate`, which validates the
-    // range against the arena bounds the VMM wrote into supervisor-only memory, edits only
-    // those page-table entries, and returns with `iretq`; it clobbers only RAX.
-    unsafe {
-        core::arch::asm!("int 0x80", inout("rdi") start => _, inout("rsi") len => _,
-            out("rax") refused, options(nostack));
-    }
-    refused == 0
+    // SAFETY: `ditto_seal_call` traps into the #BP gate, which validates the range against
+    // the arena bounds the VMM wrote into supervisor-only memory, edits only those
+    // page-table entries and returns; it follows the C ABI with integer arguments only.
+    unsafe { ditto_seal_call(start, len) == 0 }
 }
 
 /// Read the time-stamp counter.
@@ -128,16 +129,30 @@ macro_rules! isr_stubs {
     };
 }
 
-// The code-sealing gate (IDT vector ditto_protocol::memory::SEAL_VECTOR, DPL 3). CPL0 is
-// emulated on nested KVM (~1 µs per instruction), so it is a tight loop; it runs once per
-// function load. Arguments: RDI = start, RSI = length; result in RAX (0 = sealed).
-// SEAL_BOUNDS holds [arena start, arena end, address of the arena's first PTE], written by
-// the VMM into supervisor-only memory. Each PTE of the range loses RW and NX.
+// The code-sealing gate. This machine's nested KVM reliably delivers `int3` from CPL3
+// (not `int n`), so the gate is the #BP entry of the IDT: an `int3` whose return address
+// is `ditto_seal_ret` (only `ditto_seal_call` has it) seals pages; any other #BP is a
+// fault, reported by the ordinary stub. CPL0 is emulated here (~1 µs per instruction), so
+// the loop is tight; it runs once per function load. RDI = start, RSI = length; RAX = 0 if
+// sealed, 1 if refused. SEAL_BOUNDS holds [arena start, arena end, address of the arena's
+// first PTE], written by the VMM into supervisor-only memory. Each PTE of the range loses
+// RW and NX.
 core::arch::global_asm!(
     ".pushsection .text.isr, \"ax\"",
+    ".global ditto_seal_call",
+    ".balign 16",
+    "ditto_seal_call:",
+    "int3",
+    "ditto_seal_ret:",
+    "ret",
     ".global ditto_seal_gate",
     ".balign 16",
     "ditto_seal_gate:",
+    "push rax",
+    "lea rax, [rip + ditto_seal_ret]",
+    "cmp [rsp + 8], rax",
+    "pop rax",
+    "jne ditto_isr_3",
     "push rcx",
     "push rdx",
     "push r8",

@@ -10,11 +10,13 @@
 //!   those pages read+execute; they are never writable again (W^X). Nothing in the arena
 //!   is ever reused.
 //! - **A worker's linear-memory region** (VM memory the VMM set aside for that worker,
-//!   sized from the action's memory limit). Invocations on a worker map their linear
-//!   memories there with a bump allocator that restarts when all are unmapped. Pages
-//!   made accessible again are zeroed first (only the range earlier invocations touched).
+//!   sized from the action's memory limit). [`RegionMemories`] is the engine's memory
+//!   creator: a linear memory starts at the region's free base and grows in place to the
+//!   end of the region (never moved, never copied); the store's limiter stops it at the
+//!   action's limit. The region restarts when all its memories are dropped. Bytes made
+//!   accessible again are zeroed first (only the range earlier invocations touched).
 //!   Bounds checks are explicit in the compiled code (`signals_based_traps(false)`), so
-//!   protections of linear memory are bookkeeping, not page-table changes.
+//!   linear memory needs no page-table changes.
 
 use crate::arch;
 use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
@@ -104,16 +106,6 @@ pub fn linear_region_size() -> u64 {
     vcpu().linear_size
 }
 
-/// The largest worker linear-memory region of this VM (every worker's is the same size).
-pub fn linear_region_size_max() -> u64 {
-    let b = boot();
-    b.vcpus[..(b.vcpu_count as usize).min(MAX_VCPUS)]
-        .iter()
-        .map(|v| v.linear_size)
-        .max()
-        .unwrap_or(0)
-}
-
 fn region() -> (&'static Region, u64, u64) {
     let v = vcpu();
     (
@@ -135,6 +127,100 @@ fn zero_dirty(r: &Region, addr: u64, size: u64) {
     }
     if end > dirty {
         r.dirty_end.store(end, Ordering::Relaxed);
+    }
+}
+
+/// The engine's memory creator: linear memories in the current worker's region.
+pub struct RegionMemories;
+
+/// One linear memory at the start of the free part of a worker's region.
+struct RegionMemory {
+    base: u64,
+    len: u64,
+    capacity: u64,
+}
+
+// SAFETY: `new_memory` hands out zeroed memory of at least `minimum` bytes inside the
+// current worker's region, disjoint from every live memory (bump allocation), and it is
+// never reused before the memory is dropped. It never moves, so any reservation that
+// fits is honoured; guards are refused (memory_guard_size is 0: bounds checks are
+// explicit in the compiled code).
+unsafe impl wasmtime::MemoryCreator for RegionMemories {
+    fn new_memory(
+        &self,
+        _ty: wasmtime::MemoryType,
+        minimum: usize,
+        _maximum: Option<usize>,
+        reserved: Option<usize>,
+        guard: usize,
+    ) -> Result<alloc::boxed::Box<dyn wasmtime::LinearMemory>, alloc::string::String> {
+        if guard != 0 {
+            return Err("guarded memories are not supported (bounds checks are explicit)".into());
+        }
+        let (r, _, end) = region();
+        let at = r.next.load(Ordering::Relaxed);
+        // A reservation is honoured by construction (the memory never moves) as long as
+        // it fits in the region.
+        if reserved.is_some_and(|n| at.saturating_add(n as u64) > end) {
+            return Err("the requested reservation exceeds this worker's region".into());
+        }
+        let min = round_up(minimum as u64).ok_or("memory size overflows")?;
+        if at.checked_add(min).is_none_or(|e| e > end) {
+            return Err(alloc::format!(
+                "no room for a {} MiB memory in this worker's {} MiB region",
+                min >> 20,
+                linear_region_size() >> 20
+            ));
+        }
+        // This memory may grow to the end of the region; a second memory would find none.
+        r.next.store(end, Ordering::Relaxed);
+        r.live.fetch_add(1, Ordering::Relaxed);
+        zero_dirty(r, at, min);
+        Ok(alloc::boxed::Box::new(RegionMemory {
+            base: at,
+            len: minimum as u64,
+            capacity: end - at,
+        }))
+    }
+}
+
+// SAFETY: `[base, base + capacity)` belongs to this memory alone until it is dropped;
+// bytes up to `len` are accessible and were zeroed before first use.
+unsafe impl wasmtime::LinearMemory for RegionMemory {
+    fn byte_size(&self) -> usize {
+        self.len as usize
+    }
+
+    fn byte_capacity(&self) -> usize {
+        self.capacity as usize
+    }
+
+    fn grow_to(&mut self, new_size: usize) -> wasmtime::Result<()> {
+        let new = new_size as u64;
+        if new > self.capacity {
+            return Err(wasmtime::Error::msg("linear memory exceeds the worker's region"));
+        }
+        if new > self.len {
+            let (r, _, _) = region();
+            let from = self.base + (self.len & !(PAGE - 1));
+            zero_dirty(r, from, round_up(self.base + new).unwrap_or(u64::MAX) - from);
+        }
+        self.len = new;
+        Ok(())
+    }
+
+    fn as_ptr(&self) -> *mut u8 {
+        self.base as *mut u8
+    }
+}
+
+impl Drop for RegionMemory {
+    fn drop(&mut self) {
+        let (r, base, _) = region();
+        if r.live.fetch_sub(1, Ordering::Relaxed) <= 1 {
+            r.live.store(0, Ordering::Relaxed);
+            r.next.store(base, Ordering::Relaxed);
+        }
     }
 }
 
@@ -160,7 +246,13 @@ pub unsafe extern "C" fn wasmtime_mmap_new(size: usize, prot: u32, ret: &mut *mu
         return ERR;
     };
     let at = r.next.load(Ordering::Relaxed);
-    let Some(next) = at.checked_add(size).filter(|n| *n <= end) else {
+    // A reservation (no access yet) larger than what is left is cut to what is left:
+    // wasmtime asks for `minimum + memory_reservation_for_growth` and the guest sets that
+    // growth to the whole region, so a memory starts at the region's base and can grow in
+    // place to the action's limit (the store's limiter stops it there, and the limit is
+    // never above the region). Accessible memory is never cut.
+    let size = if prot == 0 { size.min(end.saturating_sub(at)) } else { size };
+    let Some(next) = at.checked_add(size).filter(|n| *n <= end && size > 0) else {
         return ERR;
     };
     r.next.store(next, Ordering::Relaxed);

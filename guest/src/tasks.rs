@@ -137,7 +137,7 @@ fn raise(vector: u64) -> Result<Done, &'static str> {
             }
             ditto_protocol::fault_hook::WRITE_TEXT => {
                 // Overwrite our own code: text is read-only.
-                core::ptr::write_volatile(raise as usize as *mut u8, 0xCC);
+                core::ptr::write_volatile(raise as *const () as *mut u8, 0xCC);
             }
             ditto_protocol::fault_hook::WRITE_BOOT_INFO => {
                 // Boot information is read-only to the guest.

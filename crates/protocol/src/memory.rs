@@ -53,8 +53,7 @@ pub const GDT_GPA: u64 = 0x8000;
 pub const IDT_GPA: u64 = 0xA000;
 /// Number of IDT entries the VMM fills with exception stubs (the architectural exceptions).
 pub const IDT_ENTRIES: u64 = 32;
-/// Size of the IDT in entries (up to and including [`SEAL_VECTOR`]).
-pub const IDT_SIZE: u64 = SEAL_VECTOR + 1;
+
 /// The TSS array: one [`TSS_SLOT_SIZE`] slot per vCPU.
 pub const TSS_GPA: u64 = 0xB000;
 /// Bytes reserved for one TSS with its I/O bitmap.
@@ -93,12 +92,6 @@ pub const VCPU_HEAP_SIZE: u64 = 8 << 20;
 /// Supervisor-only words read by the code-sealing gate: code arena start, arena end, and
 /// the address of the arena's first 4 KiB page-table entry (written by the VMM, measured).
 pub const SEAL_BOUNDS_GPA: u64 = 0xF_F000;
-
-/// The IDT vector of the code-sealing gate (`int 0x80` from CPL3, DPL-3 gate): the one
-/// privileged service of the guest. RDI = start, RSI = length (both 4 KiB aligned, inside
-/// the code arena). The CPL0 handler makes those pages read+execute, never writable again,
-/// and returns RAX = 0, or RAX = 1 (and changes nothing) if the range is refused.
-pub const SEAL_VECTOR: u64 = 0x80;
 
 /// Private memory must end at or below this address (the shared window starts here).
 pub const PRIVATE_MEMORY_MAX: u64 = SHARED_WINDOW_GPA;
@@ -148,7 +141,7 @@ const _: () = {
     assert!(PT_COUNT >= 64);
     let gdt_size = SEL_TSS_BASE as u64 + 16 * crate::MAX_VCPUS as u64;
     assert!(GDT_GPA + gdt_size <= IDT_GPA);
-    assert!(IDT_GPA + 16 * IDT_SIZE <= TSS_GPA);
+    assert!(IDT_GPA + 16 * IDT_ENTRIES <= TSS_GPA);
     assert!(TSS_GPA + TSS_SLOT_SIZE * crate::MAX_VCPUS as u64 <= CPL0_STACKS_GPA);
     assert!(CPL0_STACKS_GPA + CPL0_STACK_SIZE * crate::MAX_VCPUS as u64 <= SEAL_BOUNDS_GPA);
     assert!(SEAL_BOUNDS_GPA + 24 <= PD_GPA);

@@ -252,21 +252,14 @@ pub fn gdt(vcpus: u32) -> Vec<u8> {
     g
 }
 
-/// The IDT: an interrupt gate per exception vector to the guest's CPL0 stubs, and the
-/// code-sealing gate at [`SEAL_VECTOR`]. #BP, #OF and the sealing gate have DPL 3 so
-/// `int3`/`into`/`int 0x80` at CPL3 reach them; every other vector is absent.
+/// The IDT: an interrupt gate per exception vector to the guest's CPL0 stubs, except #BP,
+/// whose gate is the guest's code-sealing gate `seal` (it hands ordinary breakpoints on
+/// to their stub). #BP and #OF gates have DPL 3 so `int3`/`into` at CPL3 reach them.
 pub fn idt(isr: &[u64; IDT_ENTRIES as usize], seal: u64) -> Vec<u8> {
-    let mut t = Vec::with_capacity(16 * IDT_SIZE as usize);
-    for v in 0..IDT_SIZE as usize {
-        let addr = match v {
-            v if v < isr.len() => isr[v],
-            v if v as u64 == SEAL_VECTOR => seal,
-            _ => {
-                t.extend_from_slice(&[0u8; 16]);
-                continue;
-            }
-        };
-        let dpl: u64 = if v == 3 || v == 4 || v as u64 == SEAL_VECTOR { 3 } else { 0 };
+    let mut t = Vec::with_capacity(16 * isr.len());
+    for (v, &addr) in isr.iter().enumerate() {
+        let addr = if v == 3 { seal } else { addr };
+        let dpl: u64 = if v == 3 || v == 4 { 3 } else { 0 };
         let low = (addr & 0xFFFF)
             | ((SEL_KERNEL_CODE as u64) << 16)
             | ((0x8E | (dpl << 5)) << 40)
@@ -422,7 +415,7 @@ pub fn initial_sregs(mut s: kvm_sregs, id: u32, vcpus: u32) -> kvm_sregs {
     s.gdt.base = GDT_GPA;
     s.gdt.limit = (SEL_TSS_BASE as u32 + 16 * vcpus - 1) as u16;
     s.idt.base = IDT_GPA;
-    s.idt.limit = (16 * IDT_SIZE - 1) as u16;
+    s.idt.limit = (16 * IDT_ENTRIES - 1) as u16;
     s
 }
 
@@ -622,10 +615,10 @@ mod tests {
         assert_eq!(gdt(3).len(), SEL_TSS_BASE as usize + 3 * 16);
         let isr = [0x40_0000u64; IDT_ENTRIES as usize];
         let t = idt(&isr, 0x40_1000);
-        assert_eq!(t.len(), 16 * IDT_SIZE as usize);
-        let gate = &t[16 * SEAL_VECTOR as usize..];
+        assert_eq!(t.len(), 16 * IDT_ENTRIES as usize);
+        let gate = &t[16 * 3..];
         assert_eq!((gate[5] >> 5) & 3, 3, "the sealing gate is reachable from CPL3");
-        assert_eq!(t[16 * 33 + 5], 0, "unused vectors are absent");
+        assert_eq!(u16::from_le_bytes([gate[0], gate[1]]), 0x1000, "#BP goes to the gate");
         // Selector of gate 0 is the kernel code segment.
         assert_eq!(u16::from_le_bytes([t[2], t[3]]), SEL_KERNEL_CODE);
     }

@@ -314,6 +314,13 @@ impl Vm {
 }
 
 fn invoke_spec(params: &[u8], limits: &FunctionLimits) -> Result<TaskSpec> {
+    if limits.fuel != 0 {
+        return Err(VmmError::InvalidArgument(
+            "Instruction budgets (fuel) are not supported by the compiled engine; \
+             bound run time with the timeout instead"
+                .into(),
+        ));
+    }
     if params.len() > MAX_PARAMS {
         return Err(VmmError::InvalidArgument(format!(
             "Parameters of {} bytes exceed the limit of {MAX_PARAMS} bytes",

@@ -190,17 +190,39 @@ fn detect_feature(name: &str) -> Option<bool> {
 fn engine() -> Result<Engine, String> {
     use ditto_protocol::engine as e;
     let mut c = Config::new();
+    c.module_version(wasmtime::ModuleVersionStrategy::Custom(e::MODULE_VERSION.into()))
+        .map_err(|err| format!("Cannot set the module version: {err}"))?;
+    // Exactly the protocol's WebAssembly features, as the host compiler enables them.
+    let mut features = wasmparser::WasmFeatures::empty();
+    for name in e::WASM_FEATURES {
+        if let Some(flag) = wasmparser::WasmFeatures::from_name(name) {
+            features |= flag;
+        }
+    }
+    c.wasm_features(wasmparser::WasmFeatures::all(), false)
+        .wasm_features(features, true);
     // Every tunable wasmtime compares at deserialize time, from the constants the host
-    // compiler uses too; only the growth reservation is the guest's own choice: a linear
-    // memory reserves its worker's whole region at once, so it never moves or copies.
-    c.signals_based_traps(e::SIGNALS_BASED_TRAPS)
+    // compiler uses too. Linear memories come from the worker's region
+    // (`RegionMemories`): they grow in place to the action's limit, never moved or copied.
+    c.consume_fuel(e::CONSUME_FUEL)
+        .epoch_interruption(e::EPOCH_INTERRUPTION)
+        .relaxed_simd_deterministic(e::RELAXED_SIMD_DETERMINISTIC)
+        .debug_info(e::DEBUG_INFO)
+        .debug_symbols(e::DEBUG_SYMBOLS)
+        .wasm_backtrace_details(if e::WASM_BACKTRACE_DETAILS {
+            wasmtime::WasmBacktraceDetails::Enable
+        } else {
+            wasmtime::WasmBacktraceDetails::Disable
+        })
+        .signals_based_traps(e::SIGNALS_BASED_TRAPS)
         .memory_reservation(e::MEMORY_RESERVATION)
         .memory_guard_size(e::MEMORY_GUARD_SIZE)
         .memory_may_move(e::MEMORY_MAY_MOVE)
         .guard_before_linear_memory(e::GUARD_BEFORE_LINEAR_MEMORY)
         .table_lazy_init(e::TABLE_LAZY_INIT)
         .memory_init_cow(e::MEMORY_INIT_COW)
-        .memory_reservation_for_growth(crate::platform::linear_region_size_max())
+        .memory_reservation_for_growth(0)
+        .with_host_memory(alloc::sync::Arc::new(crate::platform::RegionMemories))
         .max_wasm_stack(MAX_WASM_STACK);
     // SAFETY: compiled code never calls float libcalls across the soft-float boundary:
     // the host compiles with SSE4.1 (ditto_protocol::engine::ISA_FLAGS_ENABLED), so
