@@ -274,3 +274,31 @@ fn bad_modules_are_rejected_at_load() {
         .expect_err("already loaded");
     assert!(e.to_string().contains("already loaded"), "{e}");
 }
+
+#[test]
+fn modules_larger_than_a_mailbox_load_in_chunks() {
+    if !common::kvm_ok() {
+        return;
+    }
+    // A 3 MiB data segment: module and artifact both exceed the 1 MiB mailbox.
+    let pad = "x".repeat(3 << 20);
+    let src = format!(
+        r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 64)
+  (data (i32.const 100) "{{\"ok\":true}}")
+  (data (i32.const 4096) "{pad}")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 100))
+    (i32.store (i32.const 4) (i32.load8_u (i32.const 4096)))
+    (i32.store (i32.const 4) (i32.const 11))
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#
+    );
+    let module = wat::parse_str(src).expect("assembles");
+    assert!(module.len() > 3 << 20);
+    let vm = common::vm(1, 1, 1);
+    let loaded = common::load(&vm, &module).expect("a 3 MiB module loads");
+    assert_eq!(loaded.module_sha384, ditto_compile::sha384(&module));
+    let v = vm.invoke(b"{}", limits()).expect("submit").result.expect("runs");
+    assert_eq!(v["ok"], true);
+}
