@@ -1,16 +1,14 @@
-//! The OpenWhisk-compatible REST API (axum): actions, invocations, activations, plus
-//! `/metrics` and `/health`. Every request is authenticated with HTTP Basic `uuid:key`; a
-//! key reaches only its own namespace (`_` means "mine").
+//! Actions: create/update (PUT), get, list, delete, and invoke (POST).
 
+use super::{err, internal, namespace, not_found, truthy, ApiResult, ListQuery, MAX_PARAMS_BYTES};
 use crate::model::{self, Action, ActionPut, Activation, KeyValue, Limits};
 use crate::pool::PoolError;
 use crate::Platform;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -18,141 +16,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Largest invocation parameters, bytes (OpenWhisk: 1 MB).
-pub const MAX_PARAMS_BYTES: usize = 1_000_000;
-/// Largest request body (an action with its base64 module), bytes.
-pub const MAX_BODY_BYTES: usize = 4 << 20;
-
-/// An API error: status and OpenWhisk-style `{"error", "code"}` body.
-pub struct ApiError(pub(crate) StatusCode, pub(crate) String);
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let code = hex::encode(rand::random::<[u8; 8]>());
-        let mut r = (self.0, Json(json!({"error": self.1, "code": code}))).into_response();
-        if self.0 == StatusCode::TOO_MANY_REQUESTS || self.0 == StatusCode::SERVICE_UNAVAILABLE {
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-        }
-        r
-    }
-}
-
-type ApiResult<T> = Result<T, ApiError>;
-
-fn err(status: StatusCode, msg: impl Into<String>) -> ApiError {
-    ApiError(status, msg.into())
-}
-
-fn internal(e: impl std::fmt::Display) -> ApiError {
-    tracing::error!(error = %e, "internal error");
-    err(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        format!("Internal error: {e}"),
-    )
-}
-
-fn not_found() -> ApiError {
-    err(
-        StatusCode::NOT_FOUND,
-        "The requested resource does not exist.",
-    )
-}
-
-/// The router.
-pub fn router(p: Arc<Platform>) -> Router {
-    let ns = "/api/v1/namespaces/{ns}";
-    Router::new()
-        .route("/health", get(|| async { "ok" }))
-        .route("/metrics", get(metrics))
-        .route("/api/v1", get(info))
-        .route("/api/v1/namespaces", get(namespaces))
-        .route(&format!("{ns}/actions"), get(list_actions))
-        .route(
-            &format!("{ns}/actions/{{name}}"),
-            get(get_action)
-                .put(put_action)
-                .delete(delete_action)
-                .post(invoke),
-        )
-        .route(&format!("{ns}/activations"), get(list_activations))
-        .route(&format!("{ns}/activations/{{id}}"), get(get_activation))
-        .route(
-            &format!("{ns}/activations/{{id}}/result"),
-            get(activation_result),
-        )
-        .route(
-            &format!("{ns}/activations/{{id}}/logs"),
-            get(activation_logs),
-        )
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(p)
-}
-
-async fn metrics(State(p): State<Arc<Platform>>) -> impl IntoResponse {
-    p.pools.tick();
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        p.metrics.render(),
-    )
-}
-
-async fn info() -> Json<Value> {
-    Json(
-        json!({"description": "Ditto: elastic confidential micro-VMs (OpenWhisk-compatible API)", "api_paths": ["/api/v1"]}),
-    )
-}
-
-/// The caller's namespace, from HTTP Basic `uuid:key`.
-fn authenticate(p: &Platform, headers: &HeaderMap) -> ApiResult<String> {
-    let unauthorized = || {
-        err(
-            StatusCode::UNAUTHORIZED,
-            "The supplied authentication is invalid.",
-        )
-    };
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(unauthorized)?;
-    let encoded = value.strip_prefix("Basic ").ok_or_else(unauthorized)?;
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .map_err(|_| unauthorized())?;
-    let text = String::from_utf8(decoded).map_err(|_| unauthorized())?;
-    let (uuid, key) = text.split_once(':').ok_or_else(unauthorized)?;
-    p.store
-        .authenticate(uuid, key)
-        .map_err(internal)?
-        .ok_or_else(unauthorized)
-}
-
-/// Authenticate and check that the path's namespace is the caller's.
-fn namespace(p: &Platform, headers: &HeaderMap, path_ns: &str) -> ApiResult<String> {
-    let ns = authenticate(p, headers)?;
-    if path_ns == "_" || path_ns == ns {
-        Ok(ns)
-    } else {
-        Err(err(
-            StatusCode::FORBIDDEN,
-            format!("The supplied authentication is not authorized to access '{path_ns}'."),
-        ))
-    }
-}
-
-async fn namespaces(State(p): State<Arc<Platform>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
-    Ok(Json(json!([authenticate(&p, &headers)?])))
-}
-
-#[derive(Deserialize)]
-struct ListQuery {
-    limit: Option<u32>,
-    skip: Option<u32>,
-    name: Option<String>,
-    code: Option<bool>,
-}
-
-async fn list_actions(
+pub(super) async fn list_actions(
     State(p): State<Arc<Platform>>,
     headers: HeaderMap,
     Path(ns): Path<String>,
@@ -168,7 +32,7 @@ async fn list_actions(
     )))
 }
 
-async fn get_action(
+pub(super) async fn get_action(
     State(p): State<Arc<Platform>>,
     headers: HeaderMap,
     Path((ns, name)): Path<(String, String)>,
@@ -180,7 +44,7 @@ async fn get_action(
 }
 
 #[derive(Deserialize)]
-struct PutQuery {
+pub(super) struct PutQuery {
     overwrite: Option<bool>,
 }
 
@@ -193,7 +57,7 @@ fn valid_name(name: &str) -> bool {
         && !name.starts_with([' ', '.'])
 }
 
-async fn put_action(
+pub(super) async fn put_action(
     State(p): State<Arc<Platform>>,
     headers: HeaderMap,
     Path((ns, name)): Path<(String, String)>,
@@ -327,7 +191,7 @@ async fn put_action(
     Ok(Json(saved.to_json(false)))
 }
 
-async fn delete_action(
+pub(super) async fn delete_action(
     State(p): State<Arc<Platform>>,
     headers: HeaderMap,
     Path((ns, name)): Path<(String, String)>,
@@ -341,17 +205,13 @@ async fn delete_action(
 }
 
 #[derive(Deserialize)]
-struct InvokeQuery {
+pub(super) struct InvokeQuery {
     blocking: Option<String>,
     result: Option<String>,
     timeout: Option<u64>,
 }
 
-fn truthy(v: &Option<String>) -> bool {
-    matches!(v.as_deref(), Some("true") | Some("1") | Some(""))
-}
-
-async fn invoke(
+pub(super) async fn invoke(
     State(p): State<Arc<Platform>>,
     headers: HeaderMap,
     Path((ns, name)): Path<(String, String)>,
@@ -448,74 +308,4 @@ fn activation_response(act: &Activation, result_only: bool) -> Response {
         act.to_json()
     };
     (status, Json(body)).into_response()
-}
-
-async fn list_activations(
-    State(p): State<Arc<Platform>>,
-    headers: HeaderMap,
-    Path(ns): Path<String>,
-    Query(q): Query<ListQuery>,
-) -> ApiResult<Json<Value>> {
-    let ns = namespace(&p, &headers, &ns)?;
-    let store = p.store.clone();
-    let list = tokio::task::spawn_blocking(move || {
-        store.list_activations(
-            &ns,
-            q.name.as_deref(),
-            q.limit.unwrap_or(30).min(200),
-            q.skip.unwrap_or(0),
-        )
-    })
-    .await
-    .map_err(internal)?
-    .map_err(internal)?;
-    Ok(Json(Value::Array(
-        list.iter().map(Activation::to_json).collect(),
-    )))
-}
-
-async fn find_activation(
-    p: &Platform,
-    headers: &HeaderMap,
-    ns: &str,
-    id: &str,
-) -> ApiResult<Activation> {
-    let ns = namespace(p, headers, ns)?;
-    if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(not_found());
-    }
-    p.store
-        .get_activation(&ns, id)
-        .map_err(internal)?
-        .ok_or_else(not_found)
-}
-
-async fn get_activation(
-    State(p): State<Arc<Platform>>,
-    headers: HeaderMap,
-    Path((ns, id)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(
-        find_activation(&p, &headers, &ns, &id).await?.to_json(),
-    ))
-}
-
-async fn activation_result(
-    State(p): State<Arc<Platform>>,
-    headers: HeaderMap,
-    Path((ns, id)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(
-        find_activation(&p, &headers, &ns, &id).await?.response(),
-    ))
-}
-
-async fn activation_logs(
-    State(p): State<Arc<Platform>>,
-    headers: HeaderMap,
-    Path((ns, id)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(
-        json!({"logs": find_activation(&p, &headers, &ns, &id).await?.logs}),
-    ))
 }
