@@ -7,13 +7,19 @@
 //! cold-start if needed; refuse with 429 if over budget) → run it in the guest → record one
 //! activation (SQLite) → answer (blocking) or just record (non-blocking).
 
+pub mod alarms;
 pub mod api;
 pub mod config;
+pub mod cron;
+pub mod entity;
+mod invoke;
 pub mod local;
 pub mod metrics;
 pub mod model;
+pub mod names;
 pub mod pool;
 pub mod store;
+pub mod system;
 
 use crate::api::ApiError;
 use crate::config::ServeConfig;
@@ -278,7 +284,7 @@ impl Platform {
         let act = Activation {
             activation_id: id,
             namespace: ns.to_string(),
-            name: action.name.clone(),
+            name: action.short_name().to_string(),
             version: action.version.clone(),
             subject: ns.to_string(),
             start,
@@ -339,10 +345,12 @@ pub async fn serve(
             }
         })
     };
+    let alarms = tokio::spawn(alarms::run(platform.clone()));
     let app = api::router(platform.clone());
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;
+    alarms.abort();
     platform.drain(Duration::from_secs(300)).await;
     ticker.abort();
     platform.pools.close();

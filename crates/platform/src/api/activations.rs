@@ -1,4 +1,5 @@
-//! Activations: list, get, result, logs.
+//! Activations: list (summaries; full records with `docs=true`; `count=true`), get,
+//! result, logs.
 
 use super::{internal, namespace, not_found, ApiResult, ListQuery};
 use crate::model::Activation;
@@ -17,23 +18,27 @@ pub(super) async fn list_activations(
 ) -> ApiResult<Json<Value>> {
     let ns = namespace(&p, &headers, &ns)?;
     let store = p.store.clone();
-    let list = tokio::task::spawn_blocking(move || {
-        store.list_activations(
-            &ns,
-            q.name.as_deref(),
-            q.limit.unwrap_or(30).min(200),
-            q.skip.unwrap_or(0),
-        )
+    let v = tokio::task::spawn_blocking(move || -> Result<Value, crate::store::StoreError> {
+        let name = q.name.as_deref().map(|n| n.rsplit('/').next().unwrap_or(n));
+        if q.count.unwrap_or(false) {
+            return Ok(json!({"activations": store.count_activations(&ns, name)?}));
+        }
+        let (limit, skip) = (q.limit.unwrap_or(30).min(200), q.skip.unwrap_or(0));
+        if q.docs.unwrap_or(false) {
+            let list = store.list_activations(&ns, name, limit, skip)?;
+            return Ok(Value::Array(list.iter().map(Activation::to_json).collect()));
+        }
+        Ok(Value::Array(store.list_activation_summaries(
+            &ns, name, q.since, q.upto, limit, skip,
+        )?))
     })
     .await
     .map_err(internal)?
     .map_err(internal)?;
-    Ok(Json(Value::Array(
-        list.iter().map(Activation::to_json).collect(),
-    )))
+    Ok(Json(v))
 }
 
-pub(super) async fn find_activation(
+async fn find_activation(
     p: &Platform,
     headers: &HeaderMap,
     ns: &str,
