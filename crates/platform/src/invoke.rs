@@ -137,7 +137,7 @@ impl Platform {
         let accepted_at = Instant::now();
         let Target { action, inherited } = target;
         let mut params = request;
-        for KeyValue { key, value } in action.parameters.iter().chain(inherited.iter()) {
+        for KeyValue { key, value } in action.parameters.iter().chain(inherited.iter().rev()) {
             params.entry(key.clone()).or_insert_with(|| value.clone());
         }
         if self.inflight.load(Ordering::Acquire) >= self.config.max_inflight {
