@@ -76,7 +76,9 @@ fn npm_openwhisk() -> Option<PathBuf> {
         if std::env::var_os("CI").is_some() {
             panic!("node and npm are required under CI for the openwhisk npm compatibility test");
         }
-        eprintln!("\n*** SKIPPING: node/npm not found; the openwhisk npm entity test needs them ***\n");
+        eprintln!(
+            "\n*** SKIPPING: node/npm not found; the openwhisk npm entity test needs them ***\n"
+        );
         return None;
     }
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/npm-openwhisk");
@@ -162,7 +164,13 @@ fn alarms_survive_a_restart() {
     let auth = srv.auth.clone().expect("fresh credentials");
     let base = srv.base.clone();
     let ok = |(s, v): (u16, Value)| assert!(s == 200 || s == 202, "{s} {v}");
-    ok(call(&base, &auth, "PUT", "/api/v1/namespaces/_/triggers/beat", Some(json!({}))));
+    ok(call(
+        &base,
+        &auth,
+        "PUT",
+        "/api/v1/namespaces/_/triggers/beat",
+        Some(json!({})),
+    ));
     ok(call(
         &base,
         &auth,
@@ -175,8 +183,10 @@ fn alarms_survive_a_restart() {
         &auth,
         "POST",
         "/api/v1/namespaces/whisk.system/actions/alarms/alarm?blocking=true",
-        Some(json!({"lifecycleEvent": "CREATE", "triggerName": "/_/beat", "authKey": auth,
-                    "cron": "* * * * * *", "trigger_payload": {"n": 1}})),
+        Some(
+            json!({"lifecycleEvent": "CREATE", "triggerName": "/_/beat", "authKey": auth,
+                    "cron": "* * * * * *", "trigger_payload": {"n": 1}}),
+        ),
     ));
     srv.stop().expect("stops");
 
@@ -205,7 +215,10 @@ fn alarms_survive_a_restart() {
         if v[0]["response"]["result"] == json!({"n": 1}) {
             break;
         }
-        assert!(t0.elapsed() < Duration::from_secs(15), "no echo activation: {v}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "no echo activation: {v}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     // A bad cron is refused by the feed.
@@ -214,8 +227,10 @@ fn alarms_survive_a_restart() {
         &auth,
         "POST",
         "/api/v1/namespaces/whisk.system/actions/alarms/alarm?blocking=true",
-        Some(json!({"lifecycleEvent": "CREATE", "triggerName": "/_/beat", "authKey": auth,
-                    "cron": "every minute"})),
+        Some(
+            json!({"lifecycleEvent": "CREATE", "triggerName": "/_/beat", "authKey": auth,
+                    "cron": "every minute"}),
+        ),
     );
     assert_eq!(s, 502, "{v}");
     srv.stop().expect("stops");
