@@ -183,7 +183,7 @@ async function alarms() {
   assert.deepStrictEqual(doc.response.result, { beat: true });
   // Pause stops it; delete detaches it.
   await ow.feeds.delete({ name: '/whisk.system/alarms/alarm', trigger: 'tick' });
-  await sleep(1200);
+  await sleep(2000);
   const before = (await ow.activations.list({ name: 'tick', count: true })).activations;
   await sleep(2100);
   const after = (await ow.activations.list({ name: 'tick', count: true })).activations;
@@ -213,6 +213,10 @@ async function webActions() {
   assert.strictEqual(await r.text(), '<p>x</p>');
   r = await fetch(`${base}/tools/echo.text?text=plain`);
   assert.strictEqual(await r.text(), 'plain');
+  assert.strictEqual(r.headers.get('access-control-allow-origin'), '*', 'CORS');
+  r = await fetch(`${base}/tools/echo.json`, { method: 'OPTIONS' });
+  assert.strictEqual(r.status, 200);
+  assert.ok(r.headers.get('access-control-allow-methods').includes('POST'));
   // final: request parameters may not override the action's.
   await ow.actions.create({ name: 'fixed', action: wasm, kind: 'wasm', params: { who: 'owner' }, annotations: { 'web-export': true, final: true } });
   r = await fetch(`${base}/default/fixed.json?who=stranger`);

@@ -6,7 +6,8 @@
 //! `__ow_method`, `__ow_headers`, `__ow_path`; with `final`, request parameters may not
 //! override the action's. The extension picks the response: `.json` (the result, or the
 //! field named by the path), `.html`/`.text` (the `html`/`text` or `body` field), `.http`
-//! (the default: `statusCode`, `headers`, `body`).
+//! (the default: `statusCode`, `headers`, `body`). CORS headers are added (and OPTIONS
+//! answered) unless the action is annotated `web-custom-options`.
 
 use super::{authenticate, err, ActionResponse, ApiError, MAX_PARAMS_BYTES};
 use crate::model::Activation;
@@ -116,6 +117,16 @@ pub(crate) async fn run(
     if !exported(&action) {
         return Err(web_not_found());
     }
+    // OpenWhisk answers CORS for web actions unless they handle OPTIONS themselves.
+    let cors = !action
+        .annotation("web-custom-options")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if cors && req.method == Method::OPTIONS {
+        let mut r = StatusCode::OK.into_response();
+        add_cors(&mut r, &req.headers);
+        return Ok(r);
+    }
     let mut user = None;
     match action.annotation("require-whisk-auth") {
         None | Some(Value::Bool(false)) | Some(Value::Null) => {}
@@ -215,6 +226,7 @@ pub(crate) async fn run(
             ));
         }
     }
+    let req_headers = req.headers.clone();
     let hdrs: Map<String, Value> = req
         .headers
         .iter()
@@ -231,7 +243,31 @@ pub(crate) async fn run(
         params.insert("__ow_user".into(), json!(u));
     }
     let act = p.invoke_and_wait(target, ns.to_string(), params).await?;
-    respond(&act, ext, path)
+    let mut r = respond(&act, ext, path)?;
+    if cors {
+        add_cors(&mut r, &req_headers);
+    }
+    Ok(r)
+}
+
+/// OpenWhisk's default CORS headers for web actions.
+fn add_cors(r: &mut Response, request: &HeaderMap) {
+    let h = r.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("OPTIONS, GET, DELETE, POST, PUT, HEAD, PATCH"),
+    );
+    let allow = request
+        .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+        .cloned()
+        .unwrap_or(HeaderValue::from_static(
+            "Authorization, Origin, X-Requested-With, Content-Type, Accept, User-Agent",
+        ));
+    h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, allow);
 }
 
 /// Decode `a=1&b=x%20y` pairs.
