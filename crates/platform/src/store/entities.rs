@@ -164,7 +164,7 @@ impl Store {
         })?;
         rows.map(|r| {
             let (n, v) = r?;
-            Ok((n[prefix.len()..].to_string(), v))
+            Ok((n.strip_prefix(&prefix).unwrap_or(&n).to_string(), v))
         })
         .collect()
     }
