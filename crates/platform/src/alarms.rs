@@ -15,6 +15,9 @@ use serde_json::{json, Map, Value};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Longest `interval`, minutes (ten years).
+pub const MAX_INTERVAL_MINUTES: u64 = 5_256_000;
+
 fn text(params: &Map<String, Value>, key: &str) -> Option<String> {
     params.get(key).and_then(Value::as_str).map(str::to_owned)
 }
@@ -29,8 +32,8 @@ fn configure(alarm: &mut Alarm, params: &Map<String, Value>) -> Result<(), Strin
     if let Some(m) = params.get("minutes") {
         let m = m
             .as_u64()
-            .filter(|m| *m > 0)
-            .ok_or("The minutes parameter must be a positive integer.")?;
+            .filter(|m| (1..=MAX_INTERVAL_MINUTES).contains(m))
+            .ok_or("The minutes parameter must be an integer from 1 to 5256000 (ten years).")?;
         alarm.minutes = Some(m);
     }
     if let Some(d) = params.get("date") {
@@ -288,6 +291,7 @@ mod tests {
             json!({"cron": 5}),
             json!({"cron": "* * * * *", "startDate": 10, "stopDate": 5}),
             json!({"cron": "* * * * *", "trigger_payload": [1]}),
+            json!({"minutes": u64::MAX}),
         ] {
             assert!(
                 configure(&mut bad, p.as_object().expect("o")).is_err(),

@@ -244,7 +244,10 @@ pub fn parse_instant(v: &serde_json::Value) -> Result<i64, String> {
     let offset_min: i64 = match s.get(i..) {
         Some("Z") | Some("") => 0,
         Some(o)
-            if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) && &o[3..4] == ":" =>
+            if o.len() == 6
+                && o.is_ascii()
+                && (o.starts_with('+') || o.starts_with('-'))
+                && &o[3..4] == ":" =>
         {
             let h: i64 = o[1..3].parse().map_err(|_| bad())?;
             let m: i64 = o[4..6].parse().map_err(|_| bad())?;
@@ -286,6 +289,7 @@ mod tests {
         assert_eq!(Civil::from_unix(ms / 1000).weekday, 2);
         assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
         for bad in [
+            json!("2026-11-24T01:40:05+0\u{e9}00"),
             json!("tomorrow"),
             json!("2026-13-01T00:00Z"),
             json!(true),
