@@ -350,7 +350,8 @@ fn run_sequence(
             let step = async {
                 let path = EntityPath::parse(&c, &action.namespace)
                     .map_err(|m| (2u8, format!("Bad sequence component: {m}")))?;
-                let target = p.resolve(&caller, &path).map_err(|e| {
+                // Components run with the sequence owner's access (it checked them at create).
+                let target = p.resolve(&action.namespace, &path).map_err(|e| {
                     (
                         2u8,
                         format!("Sequence component '{path}' cannot run: {}", e.1),

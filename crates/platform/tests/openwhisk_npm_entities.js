@@ -113,6 +113,11 @@ async function sequences() {
   // An error stops the chain: split without payload fails; sort never runs.
   const failed = await fails(ow.actions.invoke({ name: 'lines', blocking: true }), 502, 'sequence with a failing component');
   assert.strictEqual(failed.error.logs.length, 1, 'the chain stopped at the first error');
+  // A shared sequence runs its components with its owner's access.
+  await ow.actions.create({ name: 'privecho', action: wasm, kind: 'wasm' });
+  await ow.actions.create({ name: 'tools/pipe', sequence: ['privecho'] });
+  await fails(other.actions.invoke({ name: '/guest/privecho', blocking: true }), 403, 'private action of another namespace');
+  assert.deepStrictEqual((await other.actions.invoke({ name: '/guest/tools/pipe', blocking: true, result: true, params: { z: 1 } })).z, 1);
   // Cycles and missing components are refused.
   await ow.actions.create({ name: 's1', sequence: ['/whisk.system/utils/echo'] });
   await ow.actions.create({ name: 's2', sequence: ['s1'] });
