@@ -1,6 +1,6 @@
 //! The store's additive part for packages, triggers, rules, routes and alarms: one table of
 //! JSON documents keyed by (collection, namespace, name), plus counts and activation
-//! summaries that never load results or logs.
+//! summaries from a brief copy of each activation that never holds results or logs.
 
 use super::{bump, Store, StoreError};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -8,14 +8,46 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-/// Create the `entities` table (idempotent; called by [`Store::open`]).
+/// Create the `entities` table and `activation_briefs` (idempotent; called by
+/// [`Store::open`]). `activation_briefs` holds every activation without its result and
+/// logs, kept by SQLite triggers on `activations`, so listing summaries never walks a big
+/// result's overflow pages; activations recorded before it existed are copied in once.
 pub(super) fn create_tables(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS entities (
             collection TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
             version TEXT NOT NULL, doc TEXT NOT NULL, updated INTEGER NOT NULL,
-            PRIMARY KEY (collection, namespace, name));",
-    )
+            PRIMARY KEY (collection, namespace, name));
+         CREATE TABLE IF NOT EXISTS activation_briefs (
+            id TEXT PRIMARY KEY, namespace TEXT NOT NULL, name TEXT NOT NULL,
+            version TEXT NOT NULL, subject TEXT NOT NULL, start INTEGER NOT NULL,
+            end INTEGER NOT NULL, status_code INTEGER NOT NULL, annotations TEXT NOT NULL);
+         CREATE INDEX IF NOT EXISTS activation_briefs_by_ns
+            ON activation_briefs (namespace, start DESC);
+         CREATE TRIGGER IF NOT EXISTS activation_briefs_insert AFTER INSERT ON activations
+         BEGIN
+            INSERT OR REPLACE INTO activation_briefs VALUES (NEW.id, NEW.namespace, NEW.name,
+                NEW.version, NEW.subject, NEW.start, NEW.end, NEW.status_code, NEW.annotations);
+         END;
+         CREATE TRIGGER IF NOT EXISTS activation_briefs_delete AFTER DELETE ON activations
+         BEGIN
+            DELETE FROM activation_briefs WHERE id = OLD.id;
+         END;",
+    )?;
+    let missing: bool = conn.query_row(
+        "SELECT (SELECT COUNT(*) FROM activations) != (SELECT COUNT(*) FROM activation_briefs)",
+        [],
+        |r| r.get(0),
+    )?;
+    if missing {
+        conn.execute(
+            "INSERT OR IGNORE INTO activation_briefs
+             SELECT id, namespace, name, version, subject, start, end, status_code, annotations
+             FROM activations WHERE id NOT IN (SELECT id FROM activation_briefs)",
+            [],
+        )?;
+    }
+    Ok(())
 }
 
 /// A stored document with its version.
@@ -172,7 +204,7 @@ impl Store {
     /// How many activations a namespace has (optionally of one name).
     pub fn count_activations(&self, ns: &str, name: Option<&str>) -> Result<u64, StoreError> {
         Ok(self.conn().query_row(
-            "SELECT COUNT(*) FROM activations WHERE namespace = ?1 AND (?2 IS NULL OR name = ?2)",
+            "SELECT COUNT(*) FROM activation_briefs WHERE namespace = ?1 AND (?2 IS NULL OR name = ?2)",
             params![ns, name],
             |r| r.get(0),
         )?)
@@ -192,7 +224,7 @@ impl Store {
         let conn = self.conn();
         let mut st = conn.prepare(
             "SELECT id, namespace, name, version, subject, start, end, status_code, annotations
-             FROM activations WHERE namespace = ?1 AND (?2 IS NULL OR name = ?2)
+             FROM activation_briefs WHERE namespace = ?1 AND (?2 IS NULL OR name = ?2)
              AND (?3 IS NULL OR start >= ?3) AND (?4 IS NULL OR start <= ?4)
              ORDER BY start DESC, id LIMIT ?5 OFFSET ?6",
         )?;
@@ -219,5 +251,67 @@ impl Store {
             }))
         })
         .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::Activation;
+    use crate::store::Store;
+    use serde_json::json;
+
+    fn act(id: &str, start: i64) -> Activation {
+        Activation {
+            activation_id: id.into(),
+            namespace: "guest".into(),
+            name: "a".into(),
+            version: "0.0.1".into(),
+            subject: "guest".into(),
+            start,
+            end: start + 5,
+            status_code: 1,
+            result: json!({"pad": "x".repeat(100_000)}),
+            logs: vec!["l".into()],
+            annotations: vec![],
+        }
+    }
+
+    #[test]
+    fn summaries_follow_activations_and_backfill() {
+        let p = std::env::temp_dir().join(format!(
+            "ditto-briefs-{}-{}.db",
+            std::process::id(),
+            crate::model::now_ms()
+        ));
+        let s = Store::open(&p).expect("opens");
+        s.put_activation(&act("a1", 10)).expect("put");
+        s.put_activation(&act("a2", 20)).expect("put");
+        s.put_activation(&act("a2", 30)).expect("replace");
+        let l = s
+            .list_activation_summaries("guest", Some("a"), None, None, 10, 0)
+            .expect("list");
+        assert_eq!(l.len(), 2);
+        assert_eq!(
+            (l[0]["activationId"].clone(), l[0]["start"].clone()),
+            (json!("a2"), json!(30))
+        );
+        assert_eq!(l[0]["statusCode"], 1);
+        assert!(l[0].get("response").is_none() && l[0].get("logs").is_none());
+        assert_eq!(s.count_activations("guest", None).expect("count"), 2);
+        assert_eq!(
+            s.list_activation_summaries("guest", None, Some(15), Some(25), 10, 0)
+                .expect("list")
+                .len(),
+            0,
+            "since/upto"
+        );
+        // Rows recorded before the brief table existed are copied in at the next open.
+        s.conn()
+            .execute_batch("DELETE FROM activation_briefs")
+            .expect("clear");
+        drop(s);
+        let s = Store::open(&p).expect("reopens");
+        assert_eq!(s.count_activations("guest", None).expect("count"), 2);
+        std::fs::remove_file(&p).ok();
     }
 }
