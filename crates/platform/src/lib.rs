@@ -6,6 +6,11 @@
 //! → place it on a VM (least loaded; wake a worker if all awake ones are busy; scale out or
 //! cold-start if needed; refuse with 429 if over budget) → run it in the guest → record one
 //! activation (SQLite) → answer (blocking) or just record (non-blocking).
+//!
+//! Around actions: packages and bindings, the built-in `whisk.system` namespace
+//! ([`system`]), triggers and rules, alarm feeds ([`alarms`], [`cron`]), sequences, web
+//! actions and API routes, all invoking through one path (`invoke.rs`); names are
+//! validated in [`names`], stored entity shapes live in [`entity`].
 
 pub mod alarms;
 pub mod api;
