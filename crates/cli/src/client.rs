@@ -302,7 +302,8 @@ pub fn action(conn: &Conn, cmd: ActionCommand) -> Result<ExitCode> {
         ActionCommand::Create(a) => put(&client, &a, false),
         ActionCommand::Update(a) => put(&client, &a, true),
         ActionCommand::Get { name } => {
-            let (s, v) = client.send("GET", &format!("/actions/{name}?code=false"), None)?;
+            let url = crate::entities::entity_url(&client, "actions", &name);
+            let (s, v) = client.send_url("GET", &format!("{url}?code=false"), None)?;
             Ok(print(s, &v))
         }
         ActionCommand::List { limit } => {
@@ -310,7 +311,8 @@ pub fn action(conn: &Conn, cmd: ActionCommand) -> Result<ExitCode> {
             Ok(print(s, &v))
         }
         ActionCommand::Delete { name } => {
-            let (s, v) = client.send("DELETE", &format!("/actions/{name}"), None)?;
+            let url = crate::entities::entity_url(&client, "actions", &name);
+            let (s, v) = client.send_url("DELETE", &url, None)?;
             Ok(print(s, &v))
         }
         ActionCommand::Invoke(a) => {
@@ -329,12 +331,10 @@ pub fn action(conn: &Conn, cmd: ActionCommand) -> Result<ExitCode> {
             };
             params.extend(kv_map(&a.param));
             let blocking = a.blocking || a.result;
-            let (s, v) = client.send(
+            let url = crate::entities::entity_url(&client, "actions", &a.name);
+            let (s, v) = client.send_url(
                 "POST",
-                &format!(
-                    "/actions/{}?blocking={blocking}&result={}",
-                    a.name, a.result
-                ),
+                &format!("{url}?blocking={blocking}&result={}", a.result),
                 Some(&Value::Object(params)),
             )?;
             Ok(print(s, &v))

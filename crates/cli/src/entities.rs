@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use std::process::ExitCode;
 
 /// `/namespaces/{ns}/{collection}/{rest}` for a possibly fully qualified name.
-fn entity_url(client: &Client, collection: &str, name: &str) -> String {
+pub(crate) fn entity_url(client: &Client, collection: &str, name: &str) -> String {
     let (ns, rest) = match name.strip_prefix('/') {
         Some(full) => full.split_once('/').unwrap_or(("_", full)),
         None => ("_", name),

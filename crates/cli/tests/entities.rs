@@ -55,6 +55,16 @@ fn package_trigger_rule_and_api_commands() {
         serde_json::json!({"lines": ["a", "b"], "length": 2}),
         "binding parameters reach the action"
     );
+    let (ok, v, e) = d(&["action", "invoke", "/whisk.system/utils/namespace", "-r"]);
+    assert!(ok, "{e}");
+    assert_eq!(
+        v,
+        serde_json::json!({"namespace": "guest"}),
+        "fully qualified names work"
+    );
+    let (ok, v, e) = d(&["action", "get", "/whisk.system/utils/echo"]);
+    assert!(ok, "{e}");
+    assert_eq!(v["namespace"], "whisk.system/utils");
     let (ok, _, e) = d(&["package", "create", "p", "--shared", "yes"]);
     assert!(ok, "{e}");
     let (ok, _, _) = d(&["package", "create", "p"]);
