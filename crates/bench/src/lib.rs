@@ -3,6 +3,7 @@
 //! [`summary`] turns samples into medians and tails; [`report`] writes report files.
 
 pub mod elastic;
+pub mod entities;
 pub mod functions;
 pub mod micro;
 pub mod platform;

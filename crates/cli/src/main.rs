@@ -2,6 +2,7 @@
 
 mod bench;
 mod client;
+mod entities;
 mod serve;
 mod sim;
 mod vm;
@@ -62,6 +63,34 @@ enum Command {
         #[command(subcommand)]
         cmd: client::ActivationCommand,
     },
+    /// Manage packages and bindings (like `wsk package`).
+    Package {
+        #[command(flatten)]
+        conn: client::Conn,
+        #[command(subcommand)]
+        cmd: entities::PackageCommand,
+    },
+    /// Manage and fire triggers, with feeds such as /whisk.system/alarms/alarm (like `wsk trigger`).
+    Trigger {
+        #[command(flatten)]
+        conn: client::Conn,
+        #[command(subcommand)]
+        cmd: entities::TriggerCommand,
+    },
+    /// Connect triggers to actions (like `wsk rule`).
+    Rule {
+        #[command(flatten)]
+        conn: client::Conn,
+        #[command(subcommand)]
+        cmd: entities::RuleCommand,
+    },
+    /// Route HTTP paths and verbs to web actions (like `wsk api`).
+    Api {
+        #[command(flatten)]
+        conn: client::Conn,
+        #[command(subcommand)]
+        cmd: entities::ApiCommand,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -84,6 +113,10 @@ fn main() -> std::process::ExitCode {
         Command::Action { conn, cmd } => client::action(&conn, cmd),
         Command::Activation { conn, cmd } => client::activation(&conn, cmd),
         Command::Catalog { conn, cmd } => client::catalog(&conn, cmd),
+        Command::Package { conn, cmd } => entities::package(&conn, cmd),
+        Command::Trigger { conn, cmd } => entities::trigger(&conn, cmd),
+        Command::Rule { conn, cmd } => entities::rule(&conn, cmd),
+        Command::Api { conn, cmd } => entities::api(&conn, cmd),
     };
     match result {
         Ok(code) => code,

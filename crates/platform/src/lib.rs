@@ -6,15 +6,26 @@
 //! → place it on a VM (least loaded; wake a worker if all awake ones are busy; scale out or
 //! cold-start if needed; refuse with 429 if over budget) → run it in the guest → record one
 //! activation (SQLite) → answer (blocking) or just record (non-blocking).
+//!
+//! Around actions: packages and bindings, the built-in `whisk.system` namespace
+//! ([`system`]), triggers and rules, alarm feeds ([`alarms`], [`cron`]), sequences, web
+//! actions and API routes, all invoking through one path (`invoke.rs`); names are
+//! validated in [`names`], stored entity shapes live in [`entity`].
 
+pub mod alarms;
 pub mod api;
 pub mod artifacts;
 pub mod config;
+pub mod cron;
+pub mod entity;
+mod invoke;
 pub mod local;
 pub mod metrics;
 pub mod model;
+pub mod names;
 pub mod pool;
 pub mod store;
+pub mod system;
 
 use crate::api::ApiError;
 use crate::config::ServeConfig;
@@ -284,7 +295,7 @@ impl Platform {
         let act = Activation {
             activation_id: id,
             namespace: ns.to_string(),
-            name: action.name.clone(),
+            name: action.short_name().to_string(),
             version: action.version.clone(),
             subject: ns.to_string(),
             start,
@@ -345,10 +356,12 @@ pub async fn serve(
             }
         })
     };
+    let alarms = tokio::spawn(alarms::run(platform.clone()));
     let app = api::router(platform.clone());
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;
+    alarms.abort();
     platform.drain(Duration::from_secs(300)).await;
     ticker.abort();
     platform.pools.close();

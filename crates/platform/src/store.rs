@@ -2,7 +2,10 @@
 //! keys, actions (with their modules), activations. Writes are synchronous and in WAL mode,
 //! so a restart loses no deployed action and no recorded activation.
 
+mod entities;
+
 use crate::model::{Action, Activation, KeyValue, Limits};
+pub use entities::Stored;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 use std::sync::Mutex;
@@ -70,6 +73,7 @@ impl Store {
                 logs TEXT NOT NULL, annotations TEXT NOT NULL);
              CREATE INDEX IF NOT EXISTS activations_by_ns ON activations (namespace, start DESC);",
         )?;
+        entities::create_tables(&conn)?;
         Ok(Store {
             conn: Mutex::new(conn),
         })
