@@ -9,3 +9,4 @@ pub mod platform;
 pub mod plot;
 pub mod report;
 pub mod summary;
+pub mod v8;
