@@ -10,3 +10,4 @@ pub mod platform;
 pub mod plot;
 pub mod report;
 pub mod summary;
+pub mod v8;

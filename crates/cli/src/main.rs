@@ -2,6 +2,7 @@
 
 mod bench;
 mod client;
+mod compile;
 mod entities;
 mod serve;
 mod sim;
@@ -40,6 +41,12 @@ enum Command {
     Bench(bench::BenchCommand),
     /// Simulate scheduling policies on an arrival trace in virtual time.
     Sim(sim::SimArgs),
+    /// Validate a WebAssembly module and compile it (offline) into the artifact the guest
+    /// loads; print the SHA-384 of the module and of the artifact.
+    ///
+    /// Reproduces, byte for byte, the artifact the platform compiles at deploy time, so a
+    /// tenant can check the hashes a VM's measurement log reports.
+    Compile(compile::CompileArgs),
     /// Run the serverless platform: the OpenWhisk-compatible API on elastic VMs.
     Serve(serve::ServeArgs),
     /// Manage and invoke actions on a platform (like `wsk action`).
@@ -108,6 +115,7 @@ fn main() -> std::process::ExitCode {
         Command::Vm(c) => vm::run(c),
         Command::Bench(c) => bench::run(c),
         Command::Serve(a) => serve::run(a),
+        Command::Compile(a) => compile::run(a),
         Command::Sim(a) => sim::run(&a).map(|()| std::process::ExitCode::SUCCESS),
 
         Command::Action { conn, cmd } => client::action(&conn, cmd),

@@ -14,6 +14,9 @@ pub enum CompileError {
         /// The limit, bytes.
         max: usize,
     },
+    /// Does not start with the WebAssembly magic bytes.
+    #[error("The file is not a WebAssembly module: it does not start with the bytes \\0asm")]
+    NotWasm,
     /// Not valid WebAssembly (bad header, bad section, a function body that does not
     /// validate, a feature Ditto does not enable...).
     #[error("The module is not valid WebAssembly: {message} (at byte offset {offset:#x})")]

@@ -57,6 +57,9 @@ pub fn validate(module: &[u8]) -> Result<ModuleInfo, CompileError> {
             max: e::MAX_MODULE_BYTES,
         });
     }
+    if !module.starts_with(b"\0asm") {
+        return Err(CompileError::NotWasm);
+    }
     let mut validator = Validator::new_with_features(wasm_features());
     let mut allocs = FuncValidatorAllocations::default();
     let mut info = Info::default();

@@ -109,8 +109,11 @@ fn bad_modules_are_refused_with_clear_errors() {
     assert!(validate(&wat(OK_START)).is_ok(), "the minimal good module");
 
     let e1 = refused(b"\0asX\x01\0\0\0");
-    assert!(matches!(e1, CompileError::Invalid { .. }), "{e1}");
-    assert!(e1.to_string().contains("magic"), "{e1}");
+    assert!(matches!(e1, CompileError::NotWasm), "{e1}");
+    assert!(e1.to_string().contains("not a WebAssembly module"), "{e1}");
+    let e1b = refused(b"\0asm\x02\0\0\0");
+    assert!(matches!(e1b, CompileError::Invalid { .. }), "{e1b}");
+    assert!(e1b.to_string().contains("version"), "{e1b}");
 
     // A body that pops from an empty stack (encoded by hand: wat would refuse it).
     let mut m = b"\0asm\x01\0\0\0".to_vec();
