@@ -1,16 +1,17 @@
-//! Link the guest as a static, freestanding ELF at the address in `link.ld`.
+//! Link the guest as a static, freestanding, non-PIE ELF at the address in `link.ld`
+//! (rust-lld, the x86_64-unknown-none target's linker).
 fn main() {
     let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     for arg in [
-        "-nostartfiles",
-        "-nostdlib",
+        "--gc-sections",
+        "--build-id=none",
+        "-z",
+        "max-page-size=4096",
+        "--no-pie",
         "-static",
-        "-Wl,--gc-sections",
-        "-Wl,--build-id=none",
-        "-Wl,-z,max-page-size=4096",
     ] {
         println!("cargo:rustc-link-arg-bins={arg}");
     }
-    println!("cargo:rustc-link-arg-bins=-Wl,-T,{dir}/link.ld");
+    println!("cargo:rustc-link-arg-bins=-T{dir}/link.ld");
     println!("cargo:rerun-if-changed=link.ld");
 }

@@ -61,7 +61,7 @@ fn main() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let elf = target_dir.join("x86_64-unknown-linux-gnu/release/ditto-guest");
+    let elf = target_dir.join("x86_64-unknown-none/release/ditto-guest");
     let dest = Path::new(&std::env::var("OUT_DIR").expect("set by cargo")).join("ditto-guest.elf");
     std::fs::copy(&elf, &dest).expect("guest ELF exists after a successful build");
 }

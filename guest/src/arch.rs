@@ -47,6 +47,33 @@ pub fn current_info_addr() -> u64 {
     addr
 }
 
+/// The current vCPU's id, read through GS (`VcpuBootInfo::vcpu_id`, at offset 8).
+#[inline(always)]
+pub fn current_vcpu_id() -> usize {
+    let id: u32;
+    // SAFETY: GS base points at this vCPU's VcpuBootInfo, whose `vcpu_id` is at offset 8.
+    unsafe {
+        core::arch::asm!("mov {:e}, gs:[8]", out(reg) id, options(nostack, readonly, preserves_flags));
+    }
+    id as usize
+}
+
+extern "C" {
+    /// `int3` then return (see the sealing gate below): RDI = start, RSI = length,
+    /// RAX = 0 when sealed.
+    fn ditto_seal_call(start: u64, len: u64) -> u64;
+}
+
+/// Ask the CPL0 gate to seal `[start, start + len)` of the code arena: read+execute, never
+/// writable again. Both must be 4 KiB aligned and inside the arena; returns whether the
+/// gate accepted the range (it changes nothing otherwise).
+pub fn seal_code(start: u64, len: u64) -> bool {
+    // SAFETY: `ditto_seal_call` traps into the #BP gate, which validates the range against
+    // the arena bounds the VMM wrote into supervisor-only memory, edits only those
+    // page-table entries and returns; it follows the C ABI with integer arguments only.
+    unsafe { ditto_seal_call(start, len) == 0 }
+}
+
 /// Read the time-stamp counter.
 #[inline(always)]
 #[allow(dead_code)]
@@ -101,6 +128,72 @@ macro_rules! isr_stubs {
         );
     };
 }
+
+// The code-sealing gate. This machine's nested KVM reliably delivers `int3` from CPL3
+// (not `int n`), so the gate is the #BP entry of the IDT: an `int3` whose return address
+// is `ditto_seal_ret` (only `ditto_seal_call` has it) seals pages; any other #BP is a
+// fault, reported by the ordinary stub. CPL0 is emulated here (~1 µs per instruction), so
+// the loop is tight; it runs once per function load. RDI = start, RSI = length; RAX = 0 if
+// sealed, 1 if refused. SEAL_BOUNDS holds [arena start, arena end, address of the arena's
+// first PTE], written by the VMM into supervisor-only memory. Each PTE of the range loses
+// RW and NX.
+core::arch::global_asm!(
+    ".pushsection .text.isr, \"ax\"",
+    ".global ditto_seal_call",
+    ".balign 16",
+    "ditto_seal_call:",
+    "int3",
+    "ditto_seal_ret:",
+    "ret",
+    ".global ditto_seal_gate",
+    ".balign 16",
+    "ditto_seal_gate:",
+    "push rax",
+    "lea rax, [rip + ditto_seal_ret]",
+    "cmp [rsp + 8], rax",
+    "pop rax",
+    "jne ditto_isr_3",
+    "push rcx",
+    "push rdx",
+    "push r8",
+    "mov eax, 1",
+    "test rdi, 0xfff",
+    "jnz 3f",
+    "test rsi, 0xfff",
+    "jnz 3f",
+    "test rsi, rsi",
+    "jz 3f",
+    "mov rcx, [{bounds}]",
+    "cmp rdi, rcx",
+    "jb 3f",
+    "lea rdx, [rdi + rsi]",
+    "cmp rdx, rdi",
+    "jb 3f",
+    "cmp rdx, [{bounds} + 8]",
+    "ja 3f",
+    // r8 = &PTE(start) = first_pte + ((start - arena) >> 12) * 8
+    "mov r8, rdi",
+    "sub r8, rcx",
+    "shr r8, 9",
+    "add r8, [{bounds} + 16]",
+    "mov rcx, {keep}",
+    "2:",
+    "and [r8], rcx",
+    "invlpg [rdi]",
+    "add r8, 8",
+    "add rdi, 4096",
+    "cmp rdi, rdx",
+    "jb 2b",
+    "xor eax, eax",
+    "3:",
+    "pop r8",
+    "pop rdx",
+    "pop rcx",
+    "iretq",
+    ".popsection",
+    bounds = const ditto_protocol::memory::SEAL_BOUNDS_GPA,
+    keep = const !((1u64 << 63) | 2),
+);
 
 // vector: 1 if the CPU pushes an error code for it.
 isr_stubs!(

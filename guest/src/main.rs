@@ -10,6 +10,8 @@ extern crate alloc;
 mod arch;
 mod heap;
 mod mem;
+mod platform;
+mod sync;
 mod tasks;
 mod wal;
 mod wasm;
@@ -20,8 +22,9 @@ use ditto_protocol::VcpuBootInfo;
 /// vCPU's boot information in RDI, sets RSP to its stack and GS base to `info`.
 #[no_mangle]
 pub extern "C" fn _start(info: &'static VcpuBootInfo) -> ! {
-    // SAFETY: we are this vCPU's `_start`, before its heap is initialised.
-    unsafe { wasm::reset(info.vcpu_id as usize) };
+    // Give back locks a reset left held, and forget this worker's linear memories.
+    sync::release_held();
+    platform::reset_current();
     // SAFETY: `info` describes this vCPU's own heap, which nothing else uses, and the
     // heap is re-initialised only here, before any allocation on this vCPU.
     unsafe { heap::init_current(info) };
@@ -33,15 +36,3 @@ fn panic(panic_info: &core::panic::PanicInfo<'_>) -> ! {
     wal::report_panic(panic_info)
 }
 
-/// The precompiled `core`/`alloc` carry unwinding landing pads; with `panic = "abort"`
-/// they are never entered, but the linker still needs these two symbols.
-#[no_mangle]
-pub extern "C" fn rust_eh_personality() {}
-
-/// See [`rust_eh_personality`]: unreachable, since nothing unwinds here.
-#[no_mangle]
-pub extern "C" fn _Unwind_Resume() -> ! {
-    loop {
-        core::hint::spin_loop();
-    }
-}

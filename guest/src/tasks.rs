@@ -91,13 +91,10 @@ impl TaskHandler for BuiltIn {
                 Err("host resumed the vCPU after a malformed message")
             }
             TaskKind::Panic => panic!("panic requested by task {}", task.seq),
-            TaskKind::WasmInit => Ok(crate::wasm::init(task.input, out, tsc_khz())),
-            TaskKind::WasmInvoke => {
-                let id = crate::arch::current_info_addr() as *const ditto_protocol::VcpuBootInfo;
-                // SAFETY: GS points at this vCPU's boot info.
-                let id = unsafe { (*id).vcpu_id } as usize;
-                Ok(crate::wasm::invoke(id, task.input, out, tsc_khz()))
-            }
+            TaskKind::WasmLoad => Ok(crate::wasm::load(task.input, out)),
+            TaskKind::WasmInit => Ok(crate::wasm::init(out, tsc_khz())),
+            TaskKind::WasmInvoke => Ok(crate::wasm::invoke(task.input, out, tsc_khz())),
+            TaskKind::RuntimeLog => Ok(crate::wasm::runtime_log(out)),
         }
     }
 }
@@ -125,7 +122,29 @@ fn raise(vector: u64) -> Result<Done, &'static str> {
                 // The system area is supervisor-only: a user read faults.
                 let _ = core::ptr::read_volatile(ditto_protocol::memory::PML4_GPA as *const u64);
             }
-            _ => return Err("unsupported fault vector (use 0, 3, 6, 13 or 14)"),
+            ditto_protocol::fault_hook::EXEC_HEAP => {
+                // A `ret` on the heap: no-execute, so the fetch faults (#PF).
+                let code = alloc::vec![0xC3u8; 16];
+                let f: extern "C" fn() = core::mem::transmute(code.as_ptr());
+                f();
+            }
+            ditto_protocol::fault_hook::EXEC_WINDOW => {
+                // Jump into this vCPU's mailbox (shared window): no-execute.
+                let info = crate::arch::current_info_addr() as *const ditto_protocol::VcpuBootInfo;
+                let mb = (*info).mailbox + ditto_protocol::memory::MAILBOX_IN_OFFSET;
+                let f: extern "C" fn() = core::mem::transmute(mb as usize);
+                f();
+            }
+            ditto_protocol::fault_hook::WRITE_TEXT => {
+                // Overwrite our own code: text is read-only.
+                core::ptr::write_volatile(raise as *const () as *mut u8, 0xCC);
+            }
+            ditto_protocol::fault_hook::WRITE_BOOT_INFO => {
+                // Boot information is read-only to the guest.
+                let info = crate::arch::current_info_addr() as *mut u64;
+                core::ptr::write_volatile(info, 0);
+            }
+            _ => return Err("unsupported fault vector (use 0, 3, 6, 13, 14 or a fault_hook)"),
         }
     }
     Err("the requested exception did not happen")

@@ -285,7 +285,12 @@ pub fn run(o: &ElasticOptions) -> Result<ElasticReport, BenchError> {
             },
             crate::micro::guest_image()?,
         )?;
-        vm.load_function(f.wasm)?
+        vm.load_compiled(
+            f.wasm,
+            &f.compiled()
+                .map_err(|e| BenchError::Measure(e.to_string()))?
+                .bytes,
+        )?
             .map_err(|e| BenchError::Measure(e.to_string()))?;
         let text = o.params.to_string();
         let mut runs = Vec::new();

@@ -1,7 +1,9 @@
 //! `ditto bench functions`: every catalog function in the guest against the same Rust code
 //! native on the host. Per function: native median; in-guest execution (`_start`, guest
 //! clock), instantiation and end-to-end invocation latency medians over warm invocations;
-//! and the cold path (VM launch + module validation + first invocation).
+//! the cold path (VM launch + module validation + first invocation); the same module under
+//! Node's V8 through `node:wasi` (when `node` is installed; the column is skipped loudly
+//! otherwise); and the host's ahead-of-time compile time and artifact size (`ditto-compile`).
 
 use crate::micro::{guest_image, BenchError};
 use crate::summary::Summary;
@@ -10,6 +12,12 @@ use ditto_vmm::{Vm, VmConfig};
 use indicatif::ProgressBar;
 use serde::Serialize;
 use std::time::{Duration, Instant};
+
+/// Unmeasured V8 invocations before the measured ones (V8 tiers up lazily).
+const V8_WARMUP: u32 = 2;
+
+/// Compilations per module for the compile-time median.
+const COMPILE_RUNS: usize = 3;
 
 /// One function's figures.
 #[derive(Clone, Debug, Serialize)]
@@ -32,6 +40,24 @@ pub struct FunctionFigures {
     pub cold_ns: u64,
     /// Module size, bytes.
     pub module_bytes: usize,
+    /// The same invocation under Node's V8 (`node:wasi`), `_start` time, ns; `None` when
+    /// node is not installed.
+    pub v8_exec_ns: Option<Summary>,
+    /// Median guest exec / median V8 exec (below 1: the guest is faster).
+    pub guest_over_v8: Option<f64>,
+    /// Host ahead-of-time compile (validate + Cranelift), ns.
+    pub compile_ns: Summary,
+    /// Compiled artifact size, bytes.
+    pub artifact_bytes: usize,
+}
+
+/// Whether the V8 column can be measured: `node --version`, or why not.
+pub fn v8_available() -> Result<String, String> {
+    crate::v8::node_version().ok_or_else(|| {
+        "node is not installed (or does not run): the V8 column is SKIPPED; install Node.js \
+         >= 20 for it"
+            .to_string()
+    })
 }
 
 /// Run the comparison with `runs` measured runs per side.
@@ -42,6 +68,10 @@ pub fn run(runs: u32, progress: bool) -> Result<Vec<FunctionFigures>, BenchError
     } else {
         ProgressBar::hidden()
     };
+    let node = v8_available();
+    if let Err(why) = &node {
+        eprintln!("WARNING: {why}");
+    }
     let mut out = Vec::new();
     for f in all {
         bar.set_message(f.name);
@@ -64,7 +94,7 @@ pub fn run(runs: u32, progress: bool) -> Result<Vec<FunctionFigures>, BenchError
             ..VmConfig::default()
         };
         let vm = Vm::launch_image(cfg, guest_image()?)?;
-        vm.load_function(f.wasm)?.map_err(|e| fail(e.to_string()))?;
+        vm.load_compiled(f.wasm, &f.compiled().map_err(|e| fail(e.to_string()))?.bytes)?.map_err(|e| fail(e.to_string()))?;
         let limits = FunctionLimits {
             timeout: Duration::from_secs(60),
             ..FunctionLimits::default()
@@ -82,6 +112,25 @@ pub fn run(runs: u32, progress: bool) -> Result<Vec<FunctionFigures>, BenchError
             exec.push(inv.stats.exec_ns);
             inst.push(inv.stats.instantiate_ns);
         }
+        drop(vm);
+        let v8_exec_ns = match node {
+            Ok(_) => {
+                let r = crate::v8::run(f.wasm, &text, runs, V8_WARMUP, Duration::from_secs(600))?;
+                if r.exit_codes.iter().any(|&c| c != 0) {
+                    return Err(fail(format!("under V8 it exited with {:?}", r.exit_codes)));
+                }
+                Some(Summary::of(&r.exec_ns))
+            }
+            Err(_) => None,
+        };
+        let mut compile = Vec::new();
+        let mut artifact_bytes = 0;
+        for _ in 0..COMPILE_RUNS {
+            let t = Instant::now();
+            let a = ditto_compile::compile(f.wasm).map_err(|e| fail(e.to_string()))?;
+            compile.push(t.elapsed().as_nanos() as u64);
+            artifact_bytes = a.bytes.len();
+        }
         let native_ns = Summary::of(&native);
         let guest_exec_ns = Summary::of(&exec);
         out.push(FunctionFigures {
@@ -94,6 +143,10 @@ pub fn run(runs: u32, progress: bool) -> Result<Vec<FunctionFigures>, BenchError
             invoke_ns: Summary::of(&lat),
             cold_ns,
             module_bytes: f.wasm.len(),
+            guest_over_v8: v8_exec_ns.map(|v| guest_exec_ns.p50 as f64 / v.p50.max(1) as f64),
+            v8_exec_ns,
+            compile_ns: Summary::of(&compile),
+            artifact_bytes,
         });
         bar.inc(1);
     }
@@ -101,26 +154,75 @@ pub fn run(runs: u32, progress: bool) -> Result<Vec<FunctionFigures>, BenchError
     Ok(out)
 }
 
-/// The figures as a Markdown table.
+/// The figures as Markdown: the run-time table (with the V8 column when measured), then
+/// the host compile table.
 pub fn markdown(rows: &[FunctionFigures]) -> String {
+    let v8 = rows.iter().any(|r| r.v8_exec_ns.is_some());
     let mut m = String::from(
-        "# ditto bench functions\n\nMedians; guest = wasmi interpreter inside the VM (guest clock), native = same Rust on the host.\n\n\
-         | function | params | native ms | guest ms | guest/native | instantiate µs | warm invoke ms (p50 / p99) | cold ms | module KiB |\n\
-         |---|---|---|---|---|---|---|---|---|\n",
+        "# ditto bench functions\n\nMedians; guest = wasmi interpreter inside the VM (guest clock), native = same Rust on the host, \
+         V8 = the same module under Node's V8 through node:wasi (fresh instance per invocation, `_start` time, after warm-up).\n\n",
     );
+    if !v8 {
+        m += "**V8 column skipped: node is not installed.**\n\n";
+    }
+    m += "| function | params | native ms | guest ms | guest/native |";
+    if v8 {
+        m += " V8 ms (p50 / p99) | guest/V8 |";
+    }
+    m += " instantiate µs | warm invoke ms (p50 / p99) | cold ms | module KiB |\n|---|---|---|---|---|";
+    if v8 {
+        m += "---|---|";
+    }
+    m += "---|---|---|---|\n";
     for r in rows {
         m += &format!(
-            "| {} | `{}` | {:.3} | {:.3} | {:.1}× | {:.0} | {:.3} / {:.3} | {:.1} | {} |\n",
+            "| {} | `{}` | {:.3} | {:.3} | {:.1}× |",
             r.name,
             r.params,
             r.native_ns.p50 as f64 / 1e6,
             r.guest_exec_ns.p50 as f64 / 1e6,
             r.ratio,
+        );
+        if v8 {
+            match (r.v8_exec_ns, r.guest_over_v8) {
+                (Some(v), Some(g)) => {
+                    m += &format!(
+                        " {:.3} / {:.3} | {:.1}× |",
+                        v.p50 as f64 / 1e6,
+                        v.p99 as f64 / 1e6,
+                        g
+                    )
+                }
+                _ => m += " – | – |",
+            }
+        }
+        m += &format!(
+            " {:.0} | {:.3} / {:.3} | {:.1} | {} |\n",
             r.instantiate_ns.p50 as f64 / 1e3,
             r.invoke_ns.p50 as f64 / 1e6,
             r.invoke_ns.p99 as f64 / 1e6,
             r.cold_ns as f64 / 1e6,
             r.module_bytes / 1024
+        );
+    }
+    m += &format!(
+        "\n## Host ahead-of-time compile (ditto-compile: validate + wasmtime {} Cranelift for {}, one thread)\n\n\
+         | function | module KiB | compile ms (p50 / max of {COMPILE_RUNS}) | ms per MiB of module | artifact KiB | artifact/module |\n\
+         |---|---|---|---|---|---|\n",
+        ditto_protocol::engine::WASMTIME_VERSION,
+        ditto_protocol::engine::TARGET,
+    );
+    for r in rows {
+        let mib = r.module_bytes as f64 / (1024.0 * 1024.0);
+        m += &format!(
+            "| {} | {} | {:.1} / {:.1} | {:.0} | {} | {:.2}× |\n",
+            r.name,
+            r.module_bytes / 1024,
+            r.compile_ns.p50 as f64 / 1e6,
+            r.compile_ns.max as f64 / 1e6,
+            r.compile_ns.p50 as f64 / 1e6 / mib.max(1e-9),
+            r.artifact_bytes / 1024,
+            r.artifact_bytes as f64 / r.module_bytes.max(1) as f64,
         );
     }
     m

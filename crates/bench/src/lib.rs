@@ -3,6 +3,7 @@
 //! [`summary`] turns samples into medians and tails; [`report`] writes report files.
 
 pub mod elastic;
+pub mod entities;
 pub mod fair;
 pub mod functions;
 pub mod micro;
@@ -11,3 +12,4 @@ pub mod plot;
 pub mod report;
 pub mod soak;
 pub mod summary;
+pub mod v8;

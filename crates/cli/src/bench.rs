@@ -19,6 +19,9 @@ pub enum BenchCommand {
     /// The platform over real HTTP on loopback: warm no-op invoke latency, sustained
     /// invocations/s with 1, 2 and 4 workers, cold first-invoke latency.
     Platform(PlatformArgs),
+    /// The rest of OpenWhisk on the platform: invoke vs sequence, web action, trigger fire
+    /// to rule activation, and activation list summaries vs docs=true.
+    Entities(EntitiesArgs),
     /// Reproduce the paper's claim on real VMs: one trace replayed open-loop against
     /// ditto, ditto-fast, fixed-peak, fixed-mean and scale-out; writes a Markdown report,
     /// SVG plots and raw JSON.
@@ -123,6 +126,20 @@ pub struct PlatformArgs {
     /// SQLite durability of the servers under test ("full" or "normal").
     #[arg(long, default_value = "normal")]
     durability: ditto_platform::store::Durability,
+    /// Directory for the report files.
+    #[arg(long, default_value = "reports")]
+    out: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `ditto bench entities`.
+#[derive(Args)]
+pub struct EntitiesArgs {
+    /// Samples per latency figure.
+    #[arg(long, default_value_t = 300)]
+    samples: u32,
     /// Directory for the report files.
     #[arg(long, default_value = "reports")]
     out: PathBuf,
@@ -286,6 +303,19 @@ pub fn run(cmd: BenchCommand) -> Result<ExitCode> {
             let r = ditto_bench::platform::run(&opts)?;
             let md = r.markdown();
             let (j, m) = ditto_bench::report::write(&a.out, "platform", &r, &md)?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!("{md}\nreport: {} and {}", j.display(), m.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+
+        BenchCommand::Entities(a) => {
+            anyhow::ensure!(a.samples > 0, "--samples must be at least 1");
+            let r = ditto_bench::entities::run(a.samples)?;
+            let md = r.markdown();
+            let (j, m) = ditto_bench::report::write(&a.out, "entities", &r, &md)?;
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {

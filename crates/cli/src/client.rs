@@ -66,6 +66,12 @@ pub struct ActionPutArgs {
     /// Memory limit, MB (128..512).
     #[arg(short = 'm', long)]
     memory: Option<u64>,
+    /// Make it a sequence of these actions (comma-separated; no module file).
+    #[arg(long, value_delimiter = ',', conflicts_with = "file")]
+    sequence: Vec<String>,
+    /// Export it as a web action (true, false, raw).
+    #[arg(long, value_parser = ["true", "false", "raw", "yes", "no"])]
+    web: Option<String>,
 }
 
 /// Arguments of invoke.
@@ -132,13 +138,15 @@ pub fn read_wskprops() -> Vec<(String, String)> {
         .collect()
 }
 
-struct Client {
+pub(crate) struct Client {
     base: String,
     auth: String,
+    /// `uuid:key` (a feed action's `authKey`).
+    pub(crate) key: String,
 }
 
 impl Client {
-    fn new(c: &Conn) -> Result<Client> {
+    pub(crate) fn new(c: &Conn) -> Result<Client> {
         let props = read_wskprops();
         let prop = |k: &str| {
             props
@@ -161,15 +169,35 @@ impl Client {
             base: format!("{}/api/v1/namespaces/_", host.trim_end_matches('/')),
             auth: format!(
                 "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(auth)
+                base64::engine::general_purpose::STANDARD.encode(&auth)
             ),
+            key: auth,
         })
     }
 
-    /// Send a request; returns (status, JSON body).
-    fn send(&self, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, Value)> {
-        let req =
-            ureq::request(method, &format!("{}{path}", self.base)).set("Authorization", &self.auth);
+    /// Send a request under `/api/v1/namespaces/_`; returns (status, JSON body).
+    pub(crate) fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value)> {
+        self.send_url(method, &format!("{}{path}", self.base), body)
+    }
+
+    /// The API host's root URL.
+    pub(crate) fn root(&self) -> &str {
+        self.base.trim_end_matches("/api/v1/namespaces/_")
+    }
+
+    /// Send a request to a full URL; returns (status, JSON body).
+    pub(crate) fn send_url(
+        &self,
+        method: &str,
+        url: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value)> {
+        let req = ureq::request(method, url).set("Authorization", &self.auth);
         let resp = match body {
             Some(b) => req.send_json(b),
             None => req.call(),
@@ -188,7 +216,7 @@ impl Client {
     }
 }
 
-fn kv_map(pairs: &[String]) -> serde_json::Map<String, Value> {
+pub(crate) fn kv_map(pairs: &[String]) -> serde_json::Map<String, Value> {
     pairs
         .chunks(2)
         .filter(|c| c.len() == 2)
@@ -201,7 +229,7 @@ fn kv_map(pairs: &[String]) -> serde_json::Map<String, Value> {
         .collect()
 }
 
-fn kv_list(pairs: &[String]) -> Value {
+pub(crate) fn kv_list(pairs: &[String]) -> Value {
     Value::Array(
         kv_map(pairs)
             .into_iter()
@@ -210,7 +238,7 @@ fn kv_list(pairs: &[String]) -> Value {
     )
 }
 
-fn print(status: u16, body: &Value) -> ExitCode {
+pub(crate) fn print(status: u16, body: &Value) -> ExitCode {
     println!("{}", serde_json::to_string_pretty(body).unwrap_or_default());
     if (200..300).contains(&status) {
         ExitCode::SUCCESS
@@ -229,14 +257,25 @@ fn put(client: &Client, a: &ActionPutArgs, overwrite: bool) -> Result<ExitCode> 
             "exec".into(),
             json!({"kind": "wasm", "code": base64::engine::general_purpose::STANDARD.encode(code), "binary": true}),
         );
+    } else if !a.sequence.is_empty() {
+        body.insert(
+            "exec".into(),
+            json!({"kind": "sequence", "components": a.sequence}),
+        );
     } else if !overwrite {
-        bail!("a module file is required to create an action");
+        bail!("a module file (or --sequence) is required to create an action");
     }
     if !a.param.is_empty() {
         body.insert("parameters".into(), kv_list(&a.param));
     }
-    if !a.annotation.is_empty() {
-        body.insert("annotations".into(), kv_list(&a.annotation));
+    let mut annotations = a.annotation.clone();
+    if let Some(w) = &a.web {
+        let on = matches!(w.as_str(), "true" | "yes" | "raw");
+        annotations.extend(["web-export".into(), on.to_string()]);
+        annotations.extend(["raw-http".into(), (w == "raw").to_string()]);
+    }
+    if !annotations.is_empty() {
+        body.insert("annotations".into(), kv_list(&annotations));
     }
     let mut limits = serde_json::Map::new();
     if let Some(t) = a.timeout {
@@ -263,7 +302,8 @@ pub fn action(conn: &Conn, cmd: ActionCommand) -> Result<ExitCode> {
         ActionCommand::Create(a) => put(&client, &a, false),
         ActionCommand::Update(a) => put(&client, &a, true),
         ActionCommand::Get { name } => {
-            let (s, v) = client.send("GET", &format!("/actions/{name}?code=false"), None)?;
+            let url = crate::entities::entity_url(&client, "actions", &name);
+            let (s, v) = client.send_url("GET", &format!("{url}?code=false"), None)?;
             Ok(print(s, &v))
         }
         ActionCommand::List { limit } => {
@@ -271,7 +311,8 @@ pub fn action(conn: &Conn, cmd: ActionCommand) -> Result<ExitCode> {
             Ok(print(s, &v))
         }
         ActionCommand::Delete { name } => {
-            let (s, v) = client.send("DELETE", &format!("/actions/{name}"), None)?;
+            let url = crate::entities::entity_url(&client, "actions", &name);
+            let (s, v) = client.send_url("DELETE", &url, None)?;
             Ok(print(s, &v))
         }
         ActionCommand::Invoke(a) => {
@@ -290,12 +331,10 @@ pub fn action(conn: &Conn, cmd: ActionCommand) -> Result<ExitCode> {
             };
             params.extend(kv_map(&a.param));
             let blocking = a.blocking || a.result;
-            let (s, v) = client.send(
+            let url = crate::entities::entity_url(&client, "actions", &a.name);
+            let (s, v) = client.send_url(
                 "POST",
-                &format!(
-                    "/actions/{}?blocking={blocking}&result={}",
-                    a.name, a.result
-                ),
+                &format!("{url}?blocking={blocking}&result={}", a.result),
                 Some(&Value::Object(params)),
             )?;
             Ok(print(s, &v))

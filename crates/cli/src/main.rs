@@ -3,6 +3,8 @@
 mod admin;
 mod bench;
 mod client;
+mod compile;
+mod entities;
 mod serve;
 mod sim;
 mod vm;
@@ -40,6 +42,12 @@ enum Command {
     Bench(bench::BenchCommand),
     /// Simulate scheduling policies on an arrival trace in virtual time.
     Sim(sim::SimArgs),
+    /// Validate a WebAssembly module and compile it (offline) into the artifact the guest
+    /// loads; print the SHA-384 of the module and of the artifact.
+    ///
+    /// Reproduces, byte for byte, the artifact the platform compiles at deploy time, so a
+    /// tenant can check the hashes a VM's measurement log reports.
+    Compile(compile::CompileArgs),
     /// Run the serverless platform: the OpenWhisk-compatible API on elastic VMs.
     Serve(serve::ServeArgs),
     /// Manage and invoke actions on a platform (like `wsk action`).
@@ -71,6 +79,34 @@ enum Command {
         #[command(subcommand)]
         cmd: client::ActivationCommand,
     },
+    /// Manage packages and bindings (like `wsk package`).
+    Package {
+        #[command(flatten)]
+        conn: client::Conn,
+        #[command(subcommand)]
+        cmd: entities::PackageCommand,
+    },
+    /// Manage and fire triggers, with feeds such as /whisk.system/alarms/alarm (like `wsk trigger`).
+    Trigger {
+        #[command(flatten)]
+        conn: client::Conn,
+        #[command(subcommand)]
+        cmd: entities::TriggerCommand,
+    },
+    /// Connect triggers to actions (like `wsk rule`).
+    Rule {
+        #[command(flatten)]
+        conn: client::Conn,
+        #[command(subcommand)]
+        cmd: entities::RuleCommand,
+    },
+    /// Route HTTP paths and verbs to web actions (like `wsk api`).
+    Api {
+        #[command(flatten)]
+        conn: client::Conn,
+        #[command(subcommand)]
+        cmd: entities::ApiCommand,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -88,12 +124,17 @@ fn main() -> std::process::ExitCode {
         Command::Vm(c) => vm::run(c),
         Command::Bench(c) => bench::run(c),
         Command::Serve(a) => serve::run(a),
+        Command::Compile(a) => compile::run(a),
         Command::Sim(a) => sim::run(&a).map(|()| std::process::ExitCode::SUCCESS),
 
         Command::Action { conn, cmd } => client::action(&conn, cmd),
         Command::Activation { conn, cmd } => client::activation(&conn, cmd),
         Command::Admin { data, cmd } => admin::run(&data, cmd),
         Command::Catalog { conn, cmd } => client::catalog(&conn, cmd),
+        Command::Package { conn, cmd } => entities::package(&conn, cmd),
+        Command::Trigger { conn, cmd } => entities::trigger(&conn, cmd),
+        Command::Rule { conn, cmd } => entities::rule(&conn, cmd),
+        Command::Api { conn, cmd } => entities::api(&conn, cmd),
     };
     match result {
         Ok(code) => code,

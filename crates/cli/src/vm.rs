@@ -40,9 +40,11 @@ pub struct RunArgs {
     /// Per-task deadline in milliseconds (a task past it is killed, its worker reset).
     #[arg(long)]
     timeout_ms: Option<u64>,
-    /// Private guest memory in MiB (split into one heap per vCPU).
-    #[arg(long, default_value_t = 256)]
-    memory_mib: u64,
+    /// Private guest memory in MiB (image, stacks, heaps, code arena; the rest is split
+    /// among the workers as their linear-memory regions). Default: enough for every worker
+    /// to grow a linear memory to --max-memory-mib. Untouched memory costs the host nothing.
+    #[arg(long, value_name = "MIB")]
+    memory_mib: Option<u64>,
     /// Run this WebAssembly module (wasm32-wasip1, JSON on stdin -> JSON on stdout)
     /// instead of built-in tasks; it is validated in the guest once, then invoked.
     #[arg(long, value_name = "FILE")]
@@ -53,9 +55,6 @@ pub struct RunArgs {
     /// Number of invocations (with --wasm).
     #[arg(long, default_value_t = 1)]
     invocations: u32,
-    /// Instruction budget per invocation in wasmi fuel units; 0 = unlimited (with --wasm).
-    #[arg(long, default_value_t = 0)]
-    fuel: u64,
     /// Largest linear memory per invocation in MiB (with --wasm).
     #[arg(long, default_value_t = 128)]
     max_memory_mib: u64,
@@ -170,14 +169,17 @@ fn run_vm(a: RunArgs) -> Result<ExitCode> {
 }
 
 fn launch(a: &RunArgs) -> Result<Vm> {
-    let cfg = VmConfig {
+    let mut cfg = VmConfig {
         regular: a.regular,
         workers: a.workers,
         active: a.active.unwrap_or(a.workers),
-        memory_mib: a.memory_mib,
         kvm_path: a.kvm.clone(),
         ..VmConfig::default()
-    };
+    }
+    .with_linear_memory(a.max_memory_mib + 8);
+    if let Some(m) = a.memory_mib {
+        cfg.memory_mib = m;
+    }
     let vm = Vm::launch(cfg, ditto_guest_image::GUEST_ELF)?;
     if let Some(name) = &a.policy {
         let opts = a
@@ -222,14 +224,21 @@ fn run_wasm(a: &RunArgs, path: &std::path::Path) -> Result<ExitCode> {
     let module = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_str::<serde_json::Value>(&a.params).context("--params is not valid JSON")?;
     let limits = ditto_vmm::function::FunctionLimits {
-        fuel: a.fuel,
         max_memory: a.max_memory_mib << 20,
         timeout: Duration::from_millis(a.timeout_ms.unwrap_or(60_000)),
         ..Default::default()
     };
+    let t_compile = Instant::now();
+    let artifact = ditto_compile::compile(&module)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    tracing::info!(
+        ms = t_compile.elapsed().as_secs_f64() * 1e3,
+        bytes = artifact.bytes.len(),
+        "compiled ahead of time"
+    );
     let vm = launch(a)?;
     let t_load = Instant::now();
-    if let Err(e) = vm.load_function(&module)? {
+    if let Err(e) = vm.load_compiled(&module, &artifact.bytes)? {
         bail!("{}: {e}", path.display());
     }
     let load_ms = t_load.elapsed().as_secs_f64() * 1e3;

@@ -2,25 +2,38 @@
 //! VMs per action ([`pool`]), durable state in SQLite ([`store`]), Prometheus metrics
 //! ([`metrics`]) and a TOML configuration ([`config`]).
 //!
-//! One invocation ([`Platform::submit`], the one admission path every entry point uses):
-//! namespace limits ([`tenants`]) → fair-share admission with per-namespace bounds
-//! ([`fair`]) → a running slot and a VM at once (fast path), or a durable `queued` journal
-//! row and a wait for a slot → placed on a VM (least loaded; scale out or cold-start; wait
-//! for a VM that is starting) → journaled `started` ([`journal`]) before the VM may run it →
-//! run in the guest → the activation replaces the journal row (one transaction) → answer
-//! (blocking) or just record (non-blocking). On restart, [`Platform::resume`] finishes what
-//! the journal holds.
+//! One invocation ([`Platform::invoke`] in `invoke.rs`, the one path every entry point
+//! uses; [`Platform::submit`] admits and journals the VM-run ones): namespace limits
+//! ([`tenants`]) → fair-share admission with per-namespace bounds ([`fair`]) → a running
+//! slot and a VM at once (fast path), or a durable `queued` journal row and a wait for a
+//! slot → placed on a VM (least loaded; scale out or cold-start from the precompiled
+//! artifact ([`artifacts`]); wait for a VM that is starting) → journaled `started`
+//! ([`journal`]) before the VM may run it → run in the guest → the activation replaces the
+//! journal row (one transaction) → answer (blocking) or just record (non-blocking). On
+//! restart, [`Platform::resume`] finishes what the journal holds.
+//!
+//! Around actions: packages and bindings, the built-in `whisk.system` namespace
+//! ([`system`]), triggers and rules, alarm feeds ([`alarms`], [`cron`]), sequences, web
+//! actions and API routes, all invoking through one path (`invoke.rs`); names are
+//! validated in [`names`], stored entity shapes live in [`entity`].
 
+pub mod alarms;
 pub mod api;
+pub mod artifacts;
 pub mod config;
+pub mod cron;
+pub mod entity;
 pub mod fair;
+mod invoke;
 pub mod journal;
 pub mod local;
 pub mod metrics;
 pub mod model;
+pub mod names;
 pub mod pool;
 pub mod request;
 pub mod store;
+pub mod system;
 pub mod tenants;
 
 use crate::api::ApiError;
@@ -137,14 +150,19 @@ impl Platform {
             .map_err(|e| data_err(Box::new(e)))?;
         let journal = Journal::open(&db, config.durability).map_err(|e| data_err(Box::new(e)))?;
         let metrics = Arc::new(Metrics::new()?);
-        let pools = Arc::new(Pools::new(config.pool.clone(), metrics.clone())?);
+        let store = Arc::new(store);
+        let artifacts =
+            artifacts::Artifacts::new(Some(store.clone())).map_err(|e| data_err(Box::new(e)))?;
+        let pools = Arc::new(
+            Pools::new(config.pool.clone(), metrics.clone())?.with_artifacts(Arc::new(artifacts)),
+        );
         let fair = Fair::new(crate::fair::FairConfig {
             max_inflight: config.max_inflight,
             ..config.fair
         });
         Ok(Arc::new(Platform {
             config,
-            store: Arc::new(store),
+            store,
             journal: Arc::new(journal),
             pools,
             fair,
@@ -681,7 +699,7 @@ fn activation_record(
     Activation {
         activation_id: id,
         namespace: ns.to_string(),
-        name: action.name.clone(),
+        name: action.short_name().to_string(),
         version: action.version.clone(),
         subject: ns.to_string(),
         start,
@@ -720,6 +738,7 @@ pub async fn serve(
             }
         })
     };
+    let alarms = tokio::spawn(alarms::run(platform.clone()));
     let app = api::router(platform.clone());
     let p2 = platform.clone();
     axum::serve(listener, app)
@@ -729,6 +748,7 @@ pub async fn serve(
         })
         .await?;
     platform.begin_shutdown();
+    alarms.abort();
     platform.drain(Duration::from_secs(300)).await;
     ticker.abort();
     let j = platform.journal.clone();

@@ -73,6 +73,11 @@ impl Limits {
     }
 }
 
+/// `exec.kind` of a sequence: `code` holds the JSON list of its components.
+pub const KIND_SEQUENCE: &str = "sequence";
+/// `exec.kind` of a platform-internal action (`whisk.system`): `code` holds its name.
+pub const KIND_BUILTIN: &str = "builtin";
+
 /// A deployed action.
 #[derive(Clone, Debug)]
 pub struct Action {
@@ -99,14 +104,19 @@ pub struct Action {
 impl Action {
     /// The OpenWhisk JSON form; `code` includes the base64 module.
     pub fn to_json(&self, code: bool) -> Value {
-        let mut exec = json!({"kind": self.kind, "binary": true});
-        if code {
+        let path = crate::names::EntityPath::from_store(&self.namespace, &self.name);
+        let mut exec = match self.kind.as_str() {
+            KIND_SEQUENCE => json!({"kind": self.kind, "components": self.components()}),
+            KIND_BUILTIN => json!({"kind": self.kind, "binary": false}),
+            _ => json!({"kind": self.kind, "binary": true}),
+        };
+        if code && self.kind == "wasm" {
             exec["code"] =
                 Value::String(base64::engine::general_purpose::STANDARD.encode(&self.code));
         }
         json!({
-            "namespace": self.namespace,
-            "name": self.name,
+            "namespace": path.json_namespace(),
+            "name": path.name,
             "version": self.version,
             "exec": exec,
             "parameters": self.parameters,
@@ -115,6 +125,19 @@ impl Action {
             "publish": false,
             "updated": self.updated,
         })
+    }
+
+    /// A sequence's components (fully qualified paths, kept as JSON in `code`).
+    pub fn components(&self) -> Vec<String> {
+        if self.kind != KIND_SEQUENCE {
+            return Vec::new();
+        }
+        serde_json::from_slice(&self.code).unwrap_or_default()
+    }
+
+    /// The simple name (without its package).
+    pub fn short_name(&self) -> &str {
+        self.name.rsplit('/').next().unwrap_or(&self.name)
     }
 
     /// An annotation's value.
@@ -175,10 +198,13 @@ pub struct ActionPut {
 /// `exec` of an action PUT.
 #[derive(Debug, Deserialize)]
 pub struct ExecPut {
-    /// Must be "wasm".
+    /// "wasm" or "sequence".
     pub kind: String,
     /// Base64 of the module.
     pub code: Option<String>,
+    /// A sequence's components.
+    #[serde(default)]
+    pub components: Option<Vec<String>>,
 }
 
 /// Limits in a PUT: every field optional.

@@ -284,7 +284,8 @@ struct ActionPool {
     policy: String,
     policy_opts: Vec<(String, String)>,
     module: Arc<Vec<u8>>,
-    memory_mib: u64,
+    /// Each worker's linear-memory region, MiB (the action's memory limit + a margin).
+    linear_mib: u64,
     vms: Mutex<Vec<Arc<PooledVm>>>,
     /// VMs being started (counted against `max_vms_per_action` until they join `vms`).
     starting: AtomicU32,
@@ -376,6 +377,7 @@ pub struct Pools {
     changed: tokio::sync::Notify,
     /// Action versions whose module failed VM init, with the error.
     failed_init: Mutex<HashMap<(String, String), (String, String)>>,
+    artifacts: Arc<crate::artifacts::Artifacts>,
 }
 
 /// A placement that could not be made now.
@@ -387,6 +389,17 @@ enum Place {
 }
 
 impl Pools {
+    /// Keep artifacts in `artifacts` (by default they live in memory only).
+    pub fn with_artifacts(mut self, artifacts: Arc<crate::artifacts::Artifacts>) -> Self {
+        self.artifacts = artifacts;
+        self
+    }
+
+    /// The precompiled artifacts.
+    pub fn artifacts(&self) -> &Arc<crate::artifacts::Artifacts> {
+        &self.artifacts
+    }
+
     /// Create pools for the embedded guest.
     pub fn new(cfg: PoolConfig, metrics: Arc<Metrics>) -> Result<Pools, ditto_vmm::VmmError> {
         let image = ditto_vmm::loader::parse(ditto_guest_image::GUEST_ELF)?;
@@ -406,6 +419,9 @@ impl Pools {
             closing: AtomicBool::new(false),
             changed: tokio::sync::Notify::new(),
             failed_init: Mutex::new(HashMap::new()),
+            artifacts: Arc::new(
+                crate::artifacts::Artifacts::new(None).expect("no store, nothing can fail"),
+            ),
         })
     }
 
@@ -427,8 +443,10 @@ impl Pools {
                 return p.clone();
             }
         }
-        let vcpus = (self.cfg.regular + self.cfg.workers) as u64;
-        let memory_mib = (vcpus * (action.limits.memory + 32)).min(2000);
+        // Every worker may grow its memories to the action's limit (plus a margin for
+        // wasmtime's rounding); guest memory is backed lazily, so untouched MiBs cost
+        // nothing on the host.
+        let linear_mib = action.limits.memory + 8;
         // The action's policy (annotations), defaulting to `queue` with the configured
         // worker idle timeout.
         let (policy, mut policy_opts) = crate::model::policy_annotation(&action.annotations);
@@ -445,7 +463,7 @@ impl Pools {
             policy_opts,
 
             module: Arc::new(action.code.clone()),
-            memory_mib,
+            linear_mib,
             vms: Mutex::new(Vec::new()),
             starting: AtomicU32::new(0),
         });
@@ -619,13 +637,9 @@ impl Pools {
         }
         // Cold start: budget for regular + initial workers is held.
         let t0 = Instant::now();
-        let cfg = VmConfig {
-            regular: self.cfg.regular,
-            workers: self.cfg.workers,
-            active: self.cfg.initial_active,
-            memory_mib: pool.memory_mib,
-            ..VmConfig::default()
-        };
+        let (regular, workers, active) =
+            (self.cfg.regular, self.cfg.workers, self.cfg.initial_active);
+        let linear_mib = pool.linear_mib;
         let me = self.clone();
         let module = pool.module.clone();
         let (policy_name, policy_opts) = (pool.policy.clone(), pool.policy_opts.clone());
@@ -636,9 +650,21 @@ impl Pools {
                 // A modelled confidential-VM launch + attestation delay.
                 std::thread::sleep(delay);
             }
+            let compiled = me
+                .artifacts
+                .get(&module)
+                .map_err(|e| PoolError::BadModule(e.to_string()))?;
+            let cfg = VmConfig {
+                regular,
+                workers,
+                active,
+                code_mib: ditto_vmm::config::code_mib_for(compiled.artifact.len()),
+                ..VmConfig::default()
+            }
+            .with_linear_memory(linear_mib);
             let vm =
                 Vm::launch_image(cfg, &me.image).map_err(|e| PoolError::Start(e.to_string()))?;
-            match vm.load_function(&module) {
+            match vm.load_compiled(&module, &compiled.artifact) {
                 Ok(Ok(_)) => {
                     let budget: Arc<dyn ditto_vmm::elastic::WakeBudget> = Arc::new(TenantBudget {
                         budget: me.budget.clone(),

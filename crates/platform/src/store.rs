@@ -3,7 +3,10 @@
 //! invocation journal ([`crate::journal`]). WAL mode; `synchronous` per [`Durability`]. The
 //! file is created 0600 (SQLite gives its `-wal`/`-shm` files the same mode).
 
+mod entities;
+
 use crate::model::{Action, Activation, KeyValue, Limits};
+pub use entities::Stored;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 use std::sync::Mutex;
@@ -141,6 +144,7 @@ impl Store {
         )?;
         crate::tenants::migrate(&conn)?;
         crate::journal::migrate(&conn)?;
+        entities::create_tables(&conn)?;
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
             .map_err(|e| StoreError::Io(path.display().to_string(), e))?;
@@ -166,7 +170,7 @@ impl Store {
         self.durability
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 

@@ -571,3 +571,68 @@ fn a_full_budget_evicts_the_least_recently_used_idle_vm() {
     );
     srv.stop();
 }
+
+#[test]
+fn modules_are_checked_and_compiled_at_deploy_and_stored_artifacts_are_verified() {
+    if !ditto_vmm::kvm::usable_for_tests() {
+        return;
+    }
+    let srv = Server::start(temp_dir("artifacts"), None, |_| {});
+    // A module whose function body does not validate is refused at create, with the
+    // validator's message, and no action exists afterwards.
+    // TRAP has no data section, so its last byte is the `end` of its only body.
+    let mut bad = wat::parse_str(TRAP).expect("assembles");
+    let last = bad.len() - 1;
+    assert_eq!(bad[last], 0x0b);
+    bad[last] = 0xff; // not an opcode: the body does not validate
+    let body = json!({"exec": {"kind": "wasm", "code": base64::engine::general_purpose::STANDARD.encode(&bad)}});
+    let (s, v, _) = srv.req(
+        "PUT",
+        "/api/v1/namespaces/_/actions/bad",
+        Some(&srv.auth),
+        Some(&body.to_string()),
+    );
+    assert_eq!(s, 400, "{v}");
+    assert!(v["error"].as_str().unwrap_or("").len() > 10, "{v}");
+    let (s, _, _) = srv.req("GET", "/api/v1/namespaces/_/actions/bad", Some(&srv.auth), None);
+    assert_eq!(s, 404, "a refused module creates no action");
+    // A module importing from outside WASI is refused too.
+    let body = json!({"exec": {"kind": "wasm", "code": wasm(r#"(module (import "env" "f" (func)) (func (export "_start")))"#)}});
+    let (s, v, _) = srv.req(
+        "PUT",
+        "/api/v1/namespaces/_/actions/envimport",
+        Some(&srv.auth),
+        Some(&body.to_string()),
+    );
+    assert_eq!(s, 400, "{v}");
+
+    srv.create("echo", ECHO, json!({}));
+    let (dir, auth) = srv.stop();
+    // Damage the stored artifact behind the server's back.
+    let db = rusqlite::Connection::open(dir.join("ditto.db")).expect("db");
+    let n = db
+        .execute(
+            "UPDATE artifacts SET bytes = zeroblob(length(bytes))",
+            [],
+        )
+        .expect("damage");
+    assert!(n >= 1, "the artifact was stored");
+    drop(db);
+    let srv = Server::start(dir.clone(), Some(auth), |_| {});
+    let (s, v) = srv.call(
+        "POST",
+        "/api/v1/namespaces/_/actions/echo?blocking=true&result=true",
+        Some(json!({"intact": true})),
+    );
+    assert_eq!((s, v), (200, json!({"intact": true})), "recompiled, not shipped damaged");
+    let (dir, _) = srv.stop();
+    let db = rusqlite::Connection::open(dir.join("ditto.db")).expect("db");
+    let zeros: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM artifacts WHERE bytes = zeroblob(length(bytes))",
+            [],
+            |r| r.get(0),
+        )
+        .expect("query");
+    assert_eq!(zeros, 0, "the damaged row was replaced");
+}

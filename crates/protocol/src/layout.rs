@@ -24,8 +24,10 @@ pub struct VcpuBootInfo {
     pub heap_base: u64,
     /// Size of this vCPU's private heap in bytes.
     pub heap_size: u64,
-    /// Reserved, zero.
-    pub reserved: [u64; 2],
+    /// Start of this worker's linear-memory region (0 on regular vCPUs).
+    pub linear_base: u64,
+    /// Size of this worker's linear-memory region in bytes.
+    pub linear_size: u64,
 }
 
 /// The boot information block at [`crate::memory::BOOT_INFO_GPA`].
@@ -46,8 +48,16 @@ pub struct BootInfo {
     pub shared_base: u64,
     /// Size of the shared window in bytes.
     pub shared_size: u64,
+    /// Start of the VM-wide heap (the loaded function's engine, module and metadata).
+    pub vm_heap_base: u64,
+    /// Size of the VM-wide heap in bytes.
+    pub vm_heap_size: u64,
+    /// Start of the code arena (4 KiB-mapped; sealed read+execute by the guest's gate).
+    pub code_base: u64,
+    /// Size of the code arena in bytes.
+    pub code_size: u64,
     /// Reserved, zero.
-    pub reserved1: [u64; 3],
+    pub reserved1: [u64; 7],
     /// One entry per vCPU; entries past `vcpu_count` are zero.
     pub vcpus: [VcpuBootInfo; crate::MAX_VCPUS],
 }
@@ -130,7 +140,7 @@ mod tests {
     #[test]
     fn sizes_are_pinned() {
         assert_eq!(size_of::<VcpuBootInfo>(), 64);
-        assert_eq!(size_of::<BootInfo>(), 64 + 64 * crate::MAX_VCPUS);
+        assert_eq!(size_of::<BootInfo>(), 128 + 64 * crate::MAX_VCPUS);
         assert_eq!(size_of::<Mailbox>(), 104);
     }
 

@@ -11,6 +11,7 @@
 #![no_std]
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod engine;
 pub mod layout;
 pub mod memory;
 pub mod message;
@@ -20,7 +21,7 @@ pub use layout::{BootInfo, Mailbox, VcpuBootInfo};
 pub use message::*;
 
 /// Version of this ABI. The guest reports it in its Ready message; the host refuses others.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// The single I/O port the guest uses to ring the host (the "doorbell"). A 32-bit `out`
 /// touches four ports, so the TSS I/O bitmap opens `DOORBELL_PORT..DOORBELL_PORT + 4`.

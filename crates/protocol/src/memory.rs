@@ -3,10 +3,17 @@
 //! ```text
 //! 0x0000_0000  system area (supervisor-only): page tables, GDT, IDT, TSSs, CPL0 stacks
 //! 0x0020_0000  BootInfo (user, read-only by convention)
-//! 0x0040_0000  guest image (ELF PT_LOAD segments, linked here by guest/link.ld)
-//! ...          per vCPU: 2 MiB unmapped guard, 2 MiB stack; then per-vCPU heaps
-//! 0x8000_0000  shared window: control page, then one mailbox per vCPU
+//! 0x0040_0000  guest image (ELF PT_LOAD segments, linked here by guest/link.ld), 4 KiB
+//!              pages: text read+execute, rodata read-only, data/bss read+write, no-execute
+//! ...          per vCPU: 2 MiB unmapped guard, 2 MiB stack
+//! ...          code arena (4 KiB pages, writable + no-execute until sealed, then
+//!              read+execute and never writable again), VM heap, per-vCPU heaps,
+//!              per-worker linear-memory regions
+//! 64 GiB       shared window: control page, then one mailbox per vCPU
 //! ```
+//!
+//! Everything except guest-image text and sealed code-arena pages is mapped no-execute
+//! (`EFER.NXE`): the stacks, heaps, linear memories and the shared window never execute.
 //!
 //! Everything below [`SHARED_WINDOW_GPA`] is private memory: after launch the host never
 //! reads or writes it. The shared window is the only memory both sides touch.
@@ -26,18 +33,27 @@ pub const SYSTEM_AREA_SIZE: u64 = LARGE_PAGE_SIZE;
 pub const PML4_GPA: u64 = 0x1000;
 /// The PDPT table (covers the first 512 GiB).
 pub const PDPT_GPA: u64 = 0x2000;
-/// First page directory; PD `i` maps GiB `i`, at `PD_GPA + i * PAGE_SIZE`.
-pub const PD_GPA: u64 = 0x3000;
-/// Number of page directories reserved (GiB 0..4).
-pub const PD_COUNT: u64 = 4;
+/// First page directory; PD `i` maps GiB `i`, at `PD_GPA + i * PAGE_SIZE` (PD
+/// [`PRIVATE_GIBS`] maps the shared window's GiB).
+pub const PD_GPA: u64 = 0x10_0000;
+/// GiBs of private memory the page tables can map.
+pub const PRIVATE_GIBS: u64 = 64;
+/// Number of page directories reserved (private GiBs + the window's).
+pub const PD_COUNT: u64 = PRIVATE_GIBS + 1;
+/// Page tables (4 KiB mappings) for the image and the code arena: PT `i` maps the 2 MiB
+/// at the `i`-th large page that is mapped with small pages.
+pub const PT_GPA: u64 = PD_GPA + PD_COUNT * PAGE_SIZE;
+/// Number of 4 KiB page tables reserved (each maps 2 MiB with small pages).
+pub const PT_COUNT: u64 = (SYSTEM_AREA_SIZE - PT_GPA) / PAGE_SIZE;
 
 /// The GDT: null, kernel code, kernel data, user data, user code, then one TSS descriptor
 /// (16 bytes) per vCPU.
 pub const GDT_GPA: u64 = 0x8000;
 /// The IDT (32 exception vectors used).
 pub const IDT_GPA: u64 = 0xA000;
-/// Number of IDT entries the VMM fills (the architectural exceptions).
+/// Number of IDT entries the VMM fills with exception stubs (the architectural exceptions).
 pub const IDT_ENTRIES: u64 = 32;
+
 /// The TSS array: one [`TSS_SLOT_SIZE`] slot per vCPU.
 pub const TSS_GPA: u64 = 0xB000;
 /// Bytes reserved for one TSS with its I/O bitmap.
@@ -70,11 +86,18 @@ pub const USER_STACK_SIZE: u64 = LARGE_PAGE_SIZE;
 /// Smallest heap the VMM gives a vCPU.
 pub const MIN_HEAP_SIZE: u64 = LARGE_PAGE_SIZE;
 
+/// Per-vCPU private heap (stores, instances, WASI buffers of one invocation).
+pub const VCPU_HEAP_SIZE: u64 = 8 << 20;
+
+/// Supervisor-only words read by the code-sealing gate: code arena start, arena end, and
+/// the address of the arena's first 4 KiB page-table entry (written by the VMM, measured).
+pub const SEAL_BOUNDS_GPA: u64 = 0xF_F000;
+
 /// Private memory must end at or below this address (the shared window starts here).
 pub const PRIVATE_MEMORY_MAX: u64 = SHARED_WINDOW_GPA;
 
 /// Guest physical address of the shared window.
-pub const SHARED_WINDOW_GPA: u64 = 0x8000_0000;
+pub const SHARED_WINDOW_GPA: u64 = PRIVATE_GIBS << 30;
 
 /// Size of the control page at the start of the shared window.
 pub const CONTROL_PAGE_SIZE: u64 = PAGE_SIZE;
@@ -114,12 +137,14 @@ pub enum PageType {
 
 // The layout is checked at compile time: a change that makes regions overlap does not build.
 const _: () = {
-    assert!(PD_GPA + PD_COUNT * PAGE_SIZE <= GDT_GPA);
+    assert!(PT_GPA + 64 * PAGE_SIZE <= SYSTEM_AREA_SIZE);
+    assert!(PT_COUNT >= 64);
     let gdt_size = SEL_TSS_BASE as u64 + 16 * crate::MAX_VCPUS as u64;
     assert!(GDT_GPA + gdt_size <= IDT_GPA);
     assert!(IDT_GPA + 16 * IDT_ENTRIES <= TSS_GPA);
     assert!(TSS_GPA + TSS_SLOT_SIZE * crate::MAX_VCPUS as u64 <= CPL0_STACKS_GPA);
-    assert!(CPL0_STACKS_GPA + CPL0_STACK_SIZE * crate::MAX_VCPUS as u64 <= SYSTEM_AREA_SIZE);
+    assert!(CPL0_STACKS_GPA + CPL0_STACK_SIZE * crate::MAX_VCPUS as u64 <= SEAL_BOUNDS_GPA);
+    assert!(SEAL_BOUNDS_GPA + 24 <= PD_GPA);
     assert!(BOOT_INFO_GPA + core::mem::size_of::<crate::BootInfo>() as u64 <= GUEST_IMAGE_BASE);
     // A TSS (104 bytes) plus an I/O bitmap covering the doorbell plus the 0xFF byte fits.
     let bitmap = (crate::DOORBELL_PORT + crate::DOORBELL_WIDTH) as u64 / 8 + 2;
@@ -128,7 +153,7 @@ const _: () = {
     let n = crate::MAX_VCPUS as u32;
     assert!(mailbox_gpa(n - 1) + MAILBOX_STRIDE <= SHARED_WINDOW_GPA + shared_window_size(n));
     assert!(shared_window_size(1).is_multiple_of(LARGE_PAGE_SIZE));
-    assert!(SHARED_WINDOW_GPA + shared_window_size(n) <= PD_COUNT << 30);
+    assert!(SHARED_WINDOW_GPA + shared_window_size(n) <= (PRIVATE_GIBS + 1) << 30);
     assert!(core::mem::size_of::<crate::Mailbox>() as u64 <= MAILBOX_IN_OFFSET);
 };
 

@@ -83,12 +83,21 @@ numbered_enum_impl! {
         BadMessage = 7,
         /// Panic with a message (test hook for panic reports).
         Panic = 8,
-        /// Regular vCPU: validate the WebAssembly module in the input and keep it as this
-        /// VM's function (once per VM). Output: [`crate::wasm::WasmOutcome`] framing.
+        /// Regular vCPU: load the function whose module and precompiled artifact arrived
+        /// in [`TaskKind::WasmLoad`] chunks: hash both into the runtime measurement log,
+        /// check the artifact, map its code read+execute, and keep it as this VM's
+        /// function (once per VM). Output: [`crate::wasm::WasmOutcome`] framing followed
+        /// (as stdout) by a [`crate::wasm::LoadReport`].
         WasmInit = 9,
         /// Worker: run the VM's function on the input ([`crate::wasm::InvokeHeader`] then
         /// JSON parameters). Output: [`crate::wasm::WasmOutcome`] framing.
         WasmInvoke = 10,
+        /// Regular vCPU: one chunk of the function's module or artifact (input: a
+        /// [`crate::wasm::LoadChunk`] then the bytes). Chunks of a part arrive in order.
+        WasmLoad = 11,
+        /// Regular vCPU: report the runtime measurement log (output: a
+        /// [`crate::wasm::LogHeader`] then its [`crate::wasm::LogEntry`]s).
+        RuntimeLog = 12,
     }
 }
 
@@ -116,6 +125,20 @@ numbered_enum_impl! {
 
 /// `fault_vector` value the guest's panic handler uses (not a CPU vector).
 pub const FAULT_PANIC: u64 = 0x100;
+
+/// Arguments of the [`TaskKind::Fault`] test hook beyond raw vectors: each breaks a W^X
+/// or read-only rule and must end in a page fault (#PF, vector 14) that costs only that
+/// task.
+pub mod fault_hook {
+    /// Execute bytes on the vCPU's heap.
+    pub const EXEC_HEAP: u64 = 0x200;
+    /// Execute bytes in the shared window.
+    pub const EXEC_WINDOW: u64 = 0x201;
+    /// Write into the guest image's own text.
+    pub const WRITE_TEXT: u64 = 0x202;
+    /// Write into the boot information block.
+    pub const WRITE_BOOT_INFO: u64 = 0x203;
+}
 
 /// Variants of the [`TaskKind::BadMessage`] test hook.
 pub mod bad_message {
@@ -477,10 +500,10 @@ mod tests {
         ] {
             assert_eq!(GuestMsgKind::try_from(k as u32), Ok(k));
         }
-        for t in 0..=10u32 {
+        for t in 0..=12u32 {
             assert_eq!(TaskKind::try_from(t).map(|k| k as u32), Ok(t));
         }
-        assert!(TaskKind::try_from(11).is_err());
+        assert!(TaskKind::try_from(13).is_err());
         for s in 0..=2u32 {
             assert_eq!(TaskStatus::try_from(s).map(|k| k as u32), Ok(s));
         }

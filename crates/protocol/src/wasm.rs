@@ -23,6 +23,102 @@ pub struct InvokeHeader {
     pub max_stderr: u32,
 }
 
+/// Which part of a function a [`LoadChunk`] carries.
+pub const PART_MODULE: u32 = 0;
+/// See [`PART_MODULE`]: the precompiled artifact.
+pub const PART_ARTIFACT: u32 = 1;
+
+/// Largest module a VM accepts, bytes.
+pub const MAX_MODULE_SIZE: u64 = 64 << 20;
+/// Largest precompiled artifact a VM accepts, bytes.
+pub const MAX_ARTIFACT_SIZE: u64 = 192 << 20;
+
+/// Header of one `WasmLoad` chunk (host -> guest), followed by the chunk's bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable, PartialEq, Eq)]
+pub struct LoadChunk {
+    /// [`PART_MODULE`] or [`PART_ARTIFACT`].
+    pub part: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
+    /// Size of the whole part, bytes.
+    pub total: u64,
+    /// Offset of this chunk in the part; chunks arrive in order.
+    pub offset: u64,
+}
+
+/// What `WasmInit` reports after the outcome header (guest -> host).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable, PartialEq, Eq)]
+pub struct LoadReport {
+    /// SHA-384 of the module bytes the guest received.
+    pub module_sha384: [u8; 48],
+    /// SHA-384 of the artifact bytes the guest received and mapped.
+    pub artifact_sha384: [u8; 48],
+    /// Code bytes sealed read+execute.
+    pub code_bytes: u64,
+}
+
+/// Kinds of runtime measurement log entries.
+pub const LOG_MODULE: u32 = 1;
+/// See [`LOG_MODULE`]: a precompiled artifact that was mapped executable.
+pub const LOG_ARTIFACT: u32 = 2;
+
+/// Header of the runtime measurement log (guest -> host).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable, PartialEq, Eq)]
+pub struct LogHeader {
+    /// Entries following.
+    pub count: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
+}
+
+/// One runtime measurement log entry: what was loaded and its SHA-384 (the role of a
+/// TDX RTMR extend or a vTPM PCR event).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable, PartialEq, Eq)]
+pub struct LogEntry {
+    /// [`LOG_MODULE`] or [`LOG_ARTIFACT`].
+    pub kind: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
+    /// Size of what was measured, bytes.
+    pub len: u64,
+    /// Its SHA-384.
+    pub sha384: [u8; 48],
+    /// The log's running digest after this entry: SHA-384(previous ‖ kind ‖ len ‖ sha384),
+    /// starting from 48 zero bytes.
+    pub chained: [u8; 48],
+}
+
+/// Host side: decode a runtime measurement log.
+pub fn decode_log(bytes: &[u8]) -> Result<&[LogEntry], ProtocolError> {
+    let h = size_of::<LogHeader>();
+    if bytes.len() < h {
+        return Err(ProtocolError::TooLong {
+            what: "Missing log header; output",
+            len: bytes.len() as u64,
+            max: h as u64,
+        });
+    }
+    let header: LogHeader = bytemuck::pod_read_unaligned(&bytes[..h]);
+    let need = header.count as u64 * size_of::<LogEntry>() as u64;
+    let body = &bytes[h..];
+    if need > body.len() as u64 {
+        return Err(ProtocolError::TooLong {
+            what: "Log entries",
+            len: need,
+            max: body.len() as u64,
+        });
+    }
+    bytemuck::try_cast_slice(&body[..need as usize]).map_err(|_| ProtocolError::TooLong {
+        what: "Misaligned log entries",
+        len: need,
+        max: 0,
+    })
+}
+
 /// What happened to a WebAssembly task (guest -> host).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable, PartialEq, Eq)]
@@ -73,6 +169,9 @@ crate::message::numbered_enum! {
         Instantiate = 7,
         /// A module is already loaded in this VM.
         AlreadyLoaded = 8,
+        /// The function's loaded state is unusable (a vCPU was killed while changing it);
+        /// the VM must be replaced.
+        Poisoned = 9,
     }
 }
 
@@ -132,6 +231,9 @@ mod tests {
     fn sizes_are_pinned() {
         assert_eq!(size_of::<InvokeHeader>(), 32);
         assert_eq!(size_of::<WasmOutcome>(), 56);
+        assert_eq!(size_of::<LoadChunk>(), 24);
+        assert_eq!(size_of::<LoadReport>(), 104);
+        assert_eq!(size_of::<LogEntry>(), 112);
     }
 
     fn framed(o: WasmOutcome, body: &[u8]) -> [u8; 128] {

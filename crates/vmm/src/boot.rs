@@ -16,7 +16,7 @@ use ditto_protocol::{
 };
 use kvm_bindings::{kvm_regs, kvm_segment, kvm_sregs};
 
-/// Where one vCPU's stack and heap are.
+/// Where one vCPU's stack, heap and linear-memory region are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct VcpuPlan {
     /// Top of the user stack.
@@ -25,6 +25,10 @@ pub struct VcpuPlan {
     pub heap_base: u64,
     /// Heap size.
     pub heap_size: u64,
+    /// Linear-memory region start (workers only; 0 on regular vCPUs).
+    pub linear_base: u64,
+    /// Linear-memory region size (0 on regular vCPUs).
+    pub linear_size: u64,
 }
 
 /// The private memory plan.
@@ -34,13 +38,23 @@ pub struct MemoryPlan {
     pub mem_size: u64,
     /// First large page past the image.
     pub image_end: u64,
-    /// Per-vCPU stacks and heaps.
+    /// Per-vCPU stacks, heaps and linear-memory regions.
     pub vcpus: Vec<VcpuPlan>,
     /// Large pages left unmapped (stack guards).
     pub guards: Vec<u64>,
+    /// Code arena start (large-page aligned).
+    pub code_base: u64,
+    /// Code arena size.
+    pub code_size: u64,
+    /// VM-wide heap start.
+    pub vm_heap_base: u64,
+    /// VM-wide heap size.
+    pub vm_heap_size: u64,
 }
 
-/// Lay out private memory for `config` and an image ending at `image_end`.
+/// Lay out private memory for `config` and an image ending at `image_end`: image,
+/// per-vCPU guard + stack, code arena, VM heap, per-vCPU heaps, then the rest split
+/// evenly among the workers as linear-memory regions.
 pub fn plan(config: &VmConfig, image_end: u64) -> MemoryPlan {
     let mem_size = config.memory_bytes();
     let image_end = image_end.div_ceil(LARGE_PAGE_SIZE) * LARGE_PAGE_SIZE;
@@ -54,14 +68,27 @@ pub fn plan(config: &VmConfig, image_end: u64) -> MemoryPlan {
         stacks.push(at + USER_STACK_SIZE);
         at += USER_STACK_SIZE;
     }
-    let heap_each = (mem_size.saturating_sub(at) / n.max(1)) & !(PAGE_SIZE - 1);
+    let code_base = at;
+    let code_size = config.code_mib << 20;
+    let vm_heap_base = code_base + code_size;
+    let vm_heap_size = (config.code_mib + crate::config::VM_HEAP_EXTRA_MIB) << 20;
+    let heaps = vm_heap_base + vm_heap_size;
+    let linear = heaps + n * VCPU_HEAP_SIZE;
+    let linear_each = (mem_size.saturating_sub(linear) / (config.workers as u64).max(1))
+        & !(LARGE_PAGE_SIZE - 1);
     let vcpus = stacks
         .into_iter()
         .enumerate()
-        .map(|(i, stack_top)| VcpuPlan {
-            stack_top,
-            heap_base: at + i as u64 * heap_each,
-            heap_size: heap_each,
+        .map(|(i, stack_top)| {
+            let worker = i as u32 >= config.regular;
+            let w = (i as u64).saturating_sub(config.regular as u64);
+            VcpuPlan {
+                stack_top,
+                heap_base: heaps + i as u64 * VCPU_HEAP_SIZE,
+                heap_size: VCPU_HEAP_SIZE,
+                linear_base: if worker { linear + w * linear_each } else { 0 },
+                linear_size: if worker { linear_each } else { 0 },
+            }
         })
         .collect();
     MemoryPlan {
@@ -69,6 +96,10 @@ pub fn plan(config: &VmConfig, image_end: u64) -> MemoryPlan {
         image_end,
         vcpus,
         guards,
+        code_base,
+        code_size,
+        vm_heap_base,
+        vm_heap_size,
     }
 }
 
@@ -76,45 +107,120 @@ const PTE_P: u64 = 1;
 const PTE_RW: u64 = 1 << 1;
 const PTE_US: u64 = 1 << 2;
 const PTE_PS: u64 = 1 << 7;
+const PTE_NX: u64 = 1 << 63;
 
-/// The page tables as (gpa, page) pairs: PML4, PDPT and the page directories, mapping
-/// private memory (system area supervisor-only, guards absent) and the shared window with
-/// 2 MiB pages.
-pub fn page_tables(plan: &MemoryPlan, window_size: u64) -> Vec<(u64, Vec<u8>)> {
+/// Access rights of one 4 KiB page of the image.
+fn image_page_flags(image: &GuestImage, page: u64) -> Option<u64> {
+    let (lo, hi) = (page, page + PAGE_SIZE);
+    let mut flags = None;
+    for seg in &image.segments {
+        if seg.gpa < hi && seg.gpa + seg.mem_size > lo {
+            let f = flags.get_or_insert(PTE_P | PTE_US | PTE_NX);
+            if seg.flags & object::elf::PF_W != 0 {
+                *f |= PTE_RW;
+            }
+            if seg.flags & object::elf::PF_X != 0 {
+                *f &= !PTE_NX;
+            }
+        }
+    }
+    // W^X inside the image too: a page both writable and executable is refused below.
+    flags
+}
+
+/// The page tables as (gpa, page) pairs: PML4, PDPT, the page directories and the 4 KiB
+/// page tables. Private memory and the shared window are mapped with 2 MiB pages,
+/// no-execute; the system area is supervisor-only and the boot information read-only;
+/// guards are absent. The image and the code arena use 4 KiB pages: image text is
+/// read+execute, rodata read-only, data writable, each no-execute unless text; the code
+/// arena is writable and no-execute until the guest's gate seals pages of it.
+/// Also returns the address of the code arena's first page-table entry.
+pub fn page_tables(
+    plan: &MemoryPlan,
+    image: &GuestImage,
+    window_size: u64,
+) -> Result<(Vec<(u64, Vec<u8>)>, u64)> {
     let mut pml4 = vec![0u8; PAGE_SIZE as usize];
     pml4[..8].copy_from_slice(&(PDPT_GPA | PTE_P | PTE_RW | PTE_US).to_le_bytes());
     let mut pdpt = vec![0u8; PAGE_SIZE as usize];
-    let mut pds = vec![vec![0u8; PAGE_SIZE as usize]; PD_COUNT as usize];
-    for (i, pd) in pds.iter().enumerate() {
-        let _ = pd;
-        let e = (PD_GPA + i as u64 * PAGE_SIZE) | PTE_P | PTE_RW | PTE_US;
-        pdpt[i * 8..i * 8 + 8].copy_from_slice(&e.to_le_bytes());
+    let gibs = plan.mem_size.div_ceil(1 << 30).max(1);
+    let mut pds: Vec<(u64, Vec<u8>)> = Vec::new();
+    let pd_index = |gib: u64| if gib >= PRIVATE_GIBS { PRIVATE_GIBS } else { gib };
+    for gib in (0..gibs).chain([SHARED_WINDOW_GPA >> 30]) {
+        let gpa = PD_GPA + pd_index(gib) * PAGE_SIZE;
+        let e = gpa | PTE_P | PTE_RW | PTE_US;
+        pdpt[gib as usize * 8..gib as usize * 8 + 8].copy_from_slice(&e.to_le_bytes());
+        pds.push((gpa, vec![0u8; PAGE_SIZE as usize]));
     }
-    let mut map = |addr: u64, user: bool| {
-        let gib = (addr >> 30) as usize;
-        let idx = ((addr >> 21) & 511) as usize;
-        let e = addr | PTE_P | PTE_RW | PTE_PS | if user { PTE_US } else { 0 };
-        pds[gib][idx * 8..idx * 8 + 8].copy_from_slice(&e.to_le_bytes());
+    let mut pts: Vec<(u64, Vec<u8>)> = Vec::new();
+    let set_pde = |pds: &mut Vec<(u64, Vec<u8>)>, addr: u64, e: u64| {
+        let gpa = PD_GPA + pd_index(addr >> 30) * PAGE_SIZE;
+        if let Some((_, pd)) = pds.iter_mut().find(|(g, _)| *g == gpa) {
+            let idx = ((addr >> 21) & 511) as usize;
+            pd[idx * 8..idx * 8 + 8].copy_from_slice(&e.to_le_bytes());
+        }
     };
+    let small = |addr: u64| {
+        (addr >= GUEST_IMAGE_BASE && addr < plan.image_end)
+            || (addr >= plan.code_base && addr < plan.code_base + plan.code_size)
+    };
+    let mut code_pte = 0;
     let mut addr = 0;
     while addr < plan.mem_size {
-        if !plan.guards.contains(&addr) {
-            map(addr, addr >= SYSTEM_AREA_SIZE);
+        if small(addr) {
+            let pt_gpa = PT_GPA + pts.len() as u64 * PAGE_SIZE;
+            if pts.len() as u64 >= PT_COUNT {
+                return Err(crate::error::VmmError::Config(format!(
+                    "the image and a {} MiB code arena need more than {PT_COUNT} page tables",
+                    plan.code_size >> 20
+                )));
+            }
+            if addr == plan.code_base {
+                code_pte = pt_gpa;
+            }
+            let mut pt = vec![0u8; PAGE_SIZE as usize];
+            for i in 0..512u64 {
+                let page = addr + i * PAGE_SIZE;
+                let flags = if addr >= plan.code_base {
+                    Some(PTE_P | PTE_RW | PTE_US | PTE_NX)
+                } else {
+                    image_page_flags(image, page)
+                };
+                if let Some(f) = flags {
+                    if f & PTE_RW != 0 && f & PTE_NX == 0 {
+                        return Err(crate::error::VmmError::Image(format!(
+                            "image page {page:#x} is both writable and executable"
+                        )));
+                    }
+                    let e = page | f;
+                    pt[i as usize * 8..i as usize * 8 + 8].copy_from_slice(&e.to_le_bytes());
+                }
+            }
+            pts.push((pt_gpa, pt));
+            set_pde(&mut pds, addr, pt_gpa | PTE_P | PTE_RW | PTE_US);
+        } else if !plan.guards.contains(&addr) {
+            let e = addr
+                | PTE_P
+                | PTE_PS
+                | PTE_NX
+                | match addr {
+                    a if a < SYSTEM_AREA_SIZE => PTE_RW,
+                    BOOT_INFO_GPA => PTE_US,
+                    _ => PTE_RW | PTE_US,
+                };
+            set_pde(&mut pds, addr, e);
         }
         addr += LARGE_PAGE_SIZE;
     }
     let mut addr = SHARED_WINDOW_GPA;
     while addr < SHARED_WINDOW_GPA + window_size {
-        map(addr, true);
+        set_pde(&mut pds, addr, addr | PTE_P | PTE_RW | PTE_PS | PTE_US | PTE_NX);
         addr += LARGE_PAGE_SIZE;
     }
     let mut out = vec![(PML4_GPA, pml4), (PDPT_GPA, pdpt)];
-    out.extend(
-        pds.into_iter()
-            .enumerate()
-            .map(|(i, pd)| (PD_GPA + i as u64 * PAGE_SIZE, pd)),
-    );
-    out
+    out.extend(pds);
+    out.extend(pts);
+    Ok((out, code_pte))
 }
 
 /// Bytes of one TSS including its I/O bitmap and the terminating 0xFF byte.
@@ -146,11 +252,13 @@ pub fn gdt(vcpus: u32) -> Vec<u8> {
     g
 }
 
-/// The IDT: an interrupt gate per exception vector to the guest's CPL0 stubs. #BP and #OF
-/// gates have DPL 3 so `int3`/`into` at CPL3 reach their own stubs.
-pub fn idt(isr: &[u64; IDT_ENTRIES as usize]) -> Vec<u8> {
+/// The IDT: an interrupt gate per exception vector to the guest's CPL0 stubs, except #BP,
+/// whose gate is the guest's code-sealing gate `seal` (it hands ordinary breakpoints on
+/// to their stub). #BP and #OF gates have DPL 3 so `int3`/`into` at CPL3 reach them.
+pub fn idt(isr: &[u64; IDT_ENTRIES as usize], seal: u64) -> Vec<u8> {
     let mut t = Vec::with_capacity(16 * isr.len());
     for (v, &addr) in isr.iter().enumerate() {
+        let addr = if v == 3 { seal } else { addr };
         let dpl: u64 = if v == 3 || v == 4 { 3 } else { 0 };
         let low = (addr & 0xFFFF)
             | ((SEL_KERNEL_CODE as u64) << 16)
@@ -200,6 +308,10 @@ pub fn boot_info(config: &VmConfig, plan: &MemoryPlan, tsc_khz: u32) -> BootInfo
         regular_count: config.regular,
         shared_base: SHARED_WINDOW_GPA,
         shared_size: shared_window_size(config.vcpus()),
+        vm_heap_base: plan.vm_heap_base,
+        vm_heap_size: plan.vm_heap_size,
+        code_base: plan.code_base,
+        code_size: plan.code_size,
         ..BootInfo::default()
     };
     for (i, v) in plan.vcpus.iter().enumerate() {
@@ -216,7 +328,8 @@ pub fn boot_info(config: &VmConfig, plan: &MemoryPlan, tsc_khz: u32) -> BootInfo
             stack_top: v.stack_top,
             heap_base: v.heap_base,
             heap_size: v.heap_size,
-            reserved: [0; 2],
+            linear_base: v.linear_base,
+            linear_size: v.linear_size,
         };
     }
     b
@@ -270,13 +383,14 @@ const CR4_OSFXSR: u64 = 1 << 9;
 const CR4_OSXMMEXCPT: u64 = 1 << 10;
 const EFER_LME: u64 = 1 << 8;
 const EFER_LMA: u64 = 1 << 10;
+const EFER_NXE: u64 = 1 << 11;
 
 /// Turn KVM's reset segment state `base` into vCPU `id`'s long-mode, CPL3 state.
 pub fn initial_sregs(mut s: kvm_sregs, id: u32, vcpus: u32) -> kvm_sregs {
     s.cr0 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_PG;
     s.cr3 = PML4_GPA;
     s.cr4 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT;
-    s.efer = EFER_LME | EFER_LMA;
+    s.efer = EFER_LME | EFER_LMA | EFER_NXE;
     s.cs = segment(SEL_USER_CODE, true);
     s.ss = segment(SEL_USER_DATA, false);
     s.ds = s.ss;
@@ -335,11 +449,17 @@ pub fn populate(
         // The zero tail (.bss) is already zero and is measured as `Zero` pages.
         mem.write(seg.gpa, &seg.data)?;
     }
-    for (gpa, page) in page_tables(plan, shared_window_size(config.vcpus())) {
+    let (tables, code_pte) = page_tables(plan, image, shared_window_size(config.vcpus()))?;
+    for (gpa, page) in tables {
         mem.write(gpa, &page)?;
     }
+    let mut bounds = Vec::with_capacity(24);
+    for v in [plan.code_base, plan.code_base + plan.code_size, code_pte] {
+        bounds.extend_from_slice(&v.to_le_bytes());
+    }
+    mem.write(SEAL_BOUNDS_GPA, &bounds)?;
     mem.write(GDT_GPA, &gdt(config.vcpus()))?;
-    mem.write(IDT_GPA, &idt(&image.isr))?;
+    mem.write(IDT_GPA, &idt(&image.isr, image.seal_gate))?;
     for id in 0..config.vcpus() {
         let top = cpl0_stack_top(id);
         mem.write(TSS_GPA + id as u64 * TSS_SLOT_SIZE, &tss(top - 16))?;
@@ -415,7 +535,7 @@ mod tests {
 
     #[test]
     fn plan_keeps_regions_apart() {
-        let c = cfg(1, 4, 64);
+        let c = cfg(1, 4, 256);
         let p = plan(&c, GUEST_IMAGE_BASE + 100_000);
         assert_eq!(p.vcpus.len(), 5);
         let mut prev_end = p.image_end;
@@ -430,35 +550,53 @@ mod tests {
             assert!(w[0].heap_base + w[0].heap_size <= w[1].heap_base);
         }
         let last = p.vcpus[4];
-        assert!(last.heap_base + last.heap_size <= c.memory_bytes());
+        assert!(last.heap_base + last.heap_size <= p.vcpus[1].linear_base);
         assert!(last.heap_size >= MIN_HEAP_SIZE);
+        assert!(p.code_base >= prev_end && p.vm_heap_base >= p.code_base + p.code_size);
+        assert_eq!(p.vcpus[0].linear_size, 0, "regular vCPUs run no functions");
+        for w in p.vcpus[1..].windows(2) {
+            assert_eq!(w[0].linear_base + w[0].linear_size, w[1].linear_base);
+        }
+        assert!(last.linear_base + last.linear_size <= c.memory_bytes());
+        assert!(last.linear_size >= 2 << 20);
     }
 
     #[test]
     fn page_tables_map_user_memory_but_not_guards_or_system_area() {
-        let c = cfg(1, 1, 32);
-        let p = plan(&c, GUEST_IMAGE_BASE + 4096);
-        let pts = page_tables(&p, shared_window_size(2));
-        let pd0 = &pts.iter().find(|(g, _)| *g == PD_GPA).expect("PD 0").1;
-        let entry = |addr: u64| {
+        let img = crate::loader::parse(ditto_guest_image::GUEST_ELF).expect("parses");
+        let c = cfg(1, 1, 256);
+        let p = plan(&c, img.end);
+        let (pts, code_pte) = page_tables(&p, &img, shared_window_size(2)).expect("tables");
+        let table = |gpa: u64| &pts.iter().find(|(g, _)| *g == gpa).expect("table").1;
+        let pde = |addr: u64| {
+            let pd = table(PD_GPA + (addr >> 30).min(PRIVATE_GIBS) * PAGE_SIZE);
             let i = ((addr >> 21) & 511) as usize * 8;
-            u64::from_le_bytes(pd0[i..i + 8].try_into().expect("8 bytes"))
+            u64::from_le_bytes(pd[i..i + 8].try_into().expect("8 bytes"))
         };
-        assert_eq!(entry(0) & PTE_US, 0, "system area is supervisor-only");
-        assert_ne!(entry(0) & PTE_P, 0);
-        assert_ne!(entry(GUEST_IMAGE_BASE) & PTE_US, 0);
-        assert_eq!(entry(p.guards[0]) & PTE_P, 0, "guard page unmapped");
-        assert_eq!(entry(c.memory_bytes()) & PTE_P, 0, "nothing past memory");
-        let pd2 = &pts
-            .iter()
-            .find(|(g, _)| *g == PD_GPA + 2 * PAGE_SIZE)
-            .expect("PD 2")
-            .1;
-        assert_ne!(
-            u64::from_le_bytes(pd2[..8].try_into().expect("8 bytes")) & PTE_US,
-            0,
-            "window mapped"
-        );
+        let pte = |addr: u64| {
+            let pt = table(pde(addr) & 0x000F_FFFF_FFFF_F000);
+            let i = ((addr >> 12) & 511) as usize * 8;
+            u64::from_le_bytes(pt[i..i + 8].try_into().expect("8 bytes"))
+        };
+        assert_eq!(pde(0) & PTE_US, 0, "system area is supervisor-only");
+        assert_ne!(pde(0) & PTE_P, 0);
+        assert_eq!(pde(BOOT_INFO_GPA) & PTE_RW, 0, "boot info is read-only");
+        assert_eq!(pde(p.guards[0]) & PTE_P, 0, "guard page unmapped");
+        assert_eq!(pde(c.memory_bytes()) & PTE_P, 0, "nothing past memory");
+        let heap = p.vcpus[0].heap_base;
+        assert_ne!(pde(heap) & PTE_NX, 0, "heaps never execute");
+        assert_ne!(pde(p.vcpus[1].linear_base) & PTE_NX, 0, "linear memory never executes");
+        assert_ne!(pde(SHARED_WINDOW_GPA) & PTE_NX, 0, "the shared window never executes");
+        assert_ne!(pde(SHARED_WINDOW_GPA) & PTE_US, 0, "window mapped");
+        // Image text executes and is read-only; everything else of the image is NX.
+        let text = img.segments.iter().find(|s| s.flags & object::elf::PF_X != 0).expect("text");
+        assert_eq!(pte(text.gpa) & (PTE_NX | PTE_RW), 0, "text is read+execute");
+        for s in img.segments.iter().filter(|s| s.flags & object::elf::PF_X == 0) {
+            assert_ne!(pte(s.gpa) & PTE_NX, 0, "data at {:#x} is no-execute", s.gpa);
+        }
+        // The code arena starts writable and no-execute; the gate finds its first PTE.
+        assert_eq!(pte(p.code_base) & (PTE_NX | PTE_RW), PTE_NX | PTE_RW);
+        assert_eq!(code_pte, pde(p.code_base) & 0x000F_FFFF_FFFF_F000);
     }
 
     #[test]
@@ -476,8 +614,11 @@ mod tests {
     fn gdt_and_idt_have_expected_sizes() {
         assert_eq!(gdt(3).len(), SEL_TSS_BASE as usize + 3 * 16);
         let isr = [0x40_0000u64; IDT_ENTRIES as usize];
-        let t = idt(&isr);
+        let t = idt(&isr, 0x40_1000);
         assert_eq!(t.len(), 16 * IDT_ENTRIES as usize);
+        let gate = &t[16 * 3..];
+        assert_eq!((gate[5] >> 5) & 3, 3, "the sealing gate is reachable from CPL3");
+        assert_eq!(u16::from_le_bytes([gate[0], gate[1]]), 0x1000, "#BP goes to the gate");
         // Selector of gate 0 is the kernel code segment.
         assert_eq!(u16::from_le_bytes([t[2], t[3]]), SEL_KERNEL_CODE);
     }
@@ -485,7 +626,7 @@ mod tests {
     #[test]
     fn cached_image_digests_equal_hashing_memory() {
         let mut img = crate::loader::parse(ditto_guest_image::GUEST_ELF).expect("parses");
-        let c = cfg(1, 1, 32);
+        let c = cfg(1, 1, 128);
         let p = plan(&c, img.end);
         let mut mem = PrivateMemory::new(p.mem_size).expect("maps");
         populate(&mut mem, &c, &img, &p, 1000).expect("populates");
@@ -499,7 +640,7 @@ mod tests {
 
     #[test]
     fn boot_info_points_each_vcpu_at_itself() {
-        let c = cfg(2, 3, 64);
+        let c = cfg(2, 3, 256);
         let p = plan(&c, GUEST_IMAGE_BASE + 4096);
         let b = boot_info(&c, &p, 1);
         assert_eq!(b.vcpu_count, 5);

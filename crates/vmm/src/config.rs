@@ -2,7 +2,7 @@
 
 use crate::error::{Result, VmmError};
 use ditto_protocol::memory::{
-    GUEST_IMAGE_BASE, LARGE_PAGE_SIZE, MIN_HEAP_SIZE, PRIVATE_MEMORY_MAX, USER_STACK_SIZE,
+    GUEST_IMAGE_BASE, LARGE_PAGE_SIZE, PRIVATE_MEMORY_MAX, USER_STACK_SIZE, VCPU_HEAP_SIZE,
 };
 use ditto_protocol::MAX_VCPUS;
 use std::time::Duration;
@@ -16,8 +16,14 @@ pub struct VmConfig {
     pub workers: u32,
     /// Workers awake at launch (the rest start asleep). At most `workers`.
     pub active: u32,
-    /// Private guest memory in MiB (rounded up to 2 MiB).
+    /// Private guest memory in MiB (rounded up to 2 MiB). What is left after the image,
+    /// stacks, per-vCPU heaps, the code arena and the VM heap is split evenly among the
+    /// workers as their linear-memory regions (the most one invocation's memories may
+    /// use). The host backs guest memory lazily: untouched memory costs nothing.
     pub memory_mib: u64,
+    /// Size of the code arena in MiB (the loaded function's compiled code); the VM heap
+    /// gets the same plus [`VM_HEAP_EXTRA_MIB`]. Must exceed the artifact's size.
+    pub code_mib: u64,
     /// The device to open.
     pub kvm_path: String,
     /// How long launch may take before it is abandoned.
@@ -32,12 +38,27 @@ impl Default for VmConfig {
             regular: 1,
             workers: 4,
             active: 4,
-            memory_mib: 64,
+            memory_mib: 256,
+            code_mib: DEFAULT_CODE_MIB,
             kvm_path: "/dev/kvm".into(),
             launch_timeout: Duration::from_secs(10),
             max_boot_faults: 3,
         }
     }
+}
+
+/// Default code arena size, MiB (catalog artifacts are well under 4 MiB).
+pub const DEFAULT_CODE_MIB: u64 = 16;
+/// VM heap beyond the code arena's size, MiB (engine, module metadata, linker).
+pub const VM_HEAP_EXTRA_MIB: u64 = 16;
+/// Smallest linear-memory region per worker, MiB.
+pub const MIN_LINEAR_MIB: u64 = 2;
+/// Largest guest image the memory sizing helpers budget for, bytes.
+pub const IMAGE_BUDGET: u64 = 8 << 20;
+
+/// A code arena (MiB) with room for an artifact of `artifact_bytes`.
+pub fn code_mib_for(artifact_bytes: usize) -> u64 {
+    ((artifact_bytes as u64).div_ceil(1 << 20) + 4).max(DEFAULT_CODE_MIB)
 }
 
 impl VmConfig {
@@ -51,12 +72,34 @@ impl VmConfig {
         (self.memory_mib << 20).div_ceil(LARGE_PAGE_SIZE) * LARGE_PAGE_SIZE
     }
 
-    /// Smallest private memory (MiB) that fits `vcpus` vCPUs and an image of
+    /// Bytes of private memory that are not linear memory, for an image of
     /// `image_bytes` bytes.
-    pub fn min_memory_mib(vcpus: u32, image_bytes: u64) -> u64 {
+    pub fn fixed_bytes(&self, image_bytes: u64) -> u64 {
         let image = image_bytes.div_ceil(LARGE_PAGE_SIZE) * LARGE_PAGE_SIZE;
-        let per_vcpu = 2 * USER_STACK_SIZE + MIN_HEAP_SIZE;
-        (GUEST_IMAGE_BASE + image + vcpus as u64 * per_vcpu).div_ceil(1 << 20)
+        let per_vcpu = 2 * USER_STACK_SIZE + VCPU_HEAP_SIZE;
+        GUEST_IMAGE_BASE
+            + image
+            + self.vcpus() as u64 * per_vcpu
+            + (2 * self.code_mib + VM_HEAP_EXTRA_MIB) * (1 << 20)
+    }
+
+    /// Smallest private memory (MiB) for this shape and an image of `image_bytes` bytes.
+    pub fn min_memory_mib(&self, image_bytes: u64) -> u64 {
+        (self.fixed_bytes(image_bytes) + self.workers as u64 * (MIN_LINEAR_MIB << 20))
+            .div_ceil(1 << 20)
+    }
+
+    /// Set `memory_mib` so that every worker's linear-memory region holds `linear_mib`.
+    pub fn with_linear_memory(mut self, linear_mib: u64) -> Self {
+        let fixed = self.fixed_bytes(IMAGE_BUDGET).div_ceil(1 << 20);
+        self.memory_mib = fixed + self.workers as u64 * linear_mib.max(MIN_LINEAR_MIB);
+        self
+    }
+
+    /// Each worker's linear-memory region for an image of `image_bytes`, bytes.
+    pub fn linear_bytes(&self, image_bytes: u64) -> u64 {
+        let free = self.memory_bytes().saturating_sub(self.fixed_bytes(image_bytes));
+        (free / (self.workers as u64).max(1)) & !(LARGE_PAGE_SIZE - 1)
     }
 
     /// Check the configuration; `image_bytes` is the span of the guest image.
@@ -79,7 +122,13 @@ impl VmConfig {
                 self.active, self.workers
             ));
         }
-        let min = Self::min_memory_mib(self.vcpus(), image_bytes);
+        if self.code_mib == 0 || self.code_mib > 256 {
+            return bad(format!(
+                "a code arena of {} MiB is outside 1..=256 MiB",
+                self.code_mib
+            ));
+        }
+        let min = self.min_memory_mib(image_bytes);
         if self.memory_mib < min {
             return bad(format!(
                 "{} MiB of memory is too little for {} vCPUs; at least {min} MiB is needed",
@@ -150,7 +199,7 @@ mod tests {
             .to_string()
             .contains("only 4 workers"));
         let c = VmConfig {
-            memory_mib: 4096,
+            memory_mib: 128 << 10,
             ..Default::default()
         };
         assert!(c
@@ -166,5 +215,8 @@ mod tests {
             ..Default::default()
         };
         c.validate(1 << 20).expect("64 vCPUs fit in 1 GiB");
+        let c = VmConfig::default().with_linear_memory(512);
+        c.validate(1 << 20).expect("sized for 512 MiB per worker");
+        assert!(c.linear_bytes(1 << 20) >= 512 << 20);
     }
 }

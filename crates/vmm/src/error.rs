@@ -48,6 +48,9 @@ pub enum VmmError {
     /// The VM is shutting down or stopped.
     #[error("The VM is shut down")]
     ShutDown,
+    /// The guest answered a control task wrongly.
+    #[error("{0}")]
+    Guest(String),
     /// An argument to a control call was out of range.
     #[error("{0}")]
     InvalidArgument(String),

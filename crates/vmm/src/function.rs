@@ -6,7 +6,11 @@
 use crate::dispatch::{TaskError, TaskResult, TaskSpec, TaskTicket};
 use crate::error::{Result, VmmError};
 use crate::Vm;
-use ditto_protocol::wasm::{decode_outcome, InvokeHeader, WasmCode, FLAG_STDERR_TRUNCATED};
+use ditto_protocol::wasm::{
+    decode_log, decode_outcome, InvokeHeader, LoadChunk, LoadReport, WasmCode,
+    FLAG_STDERR_TRUNCATED, LOG_ARTIFACT, LOG_MODULE, MAX_ARTIFACT_SIZE, MAX_MODULE_SIZE,
+    PART_ARTIFACT, PART_MODULE,
+};
 use ditto_protocol::{TaskKind, IN_BUF_SIZE, OUT_BUF_SIZE};
 use serde::Serialize;
 use std::time::Duration;
@@ -16,7 +20,8 @@ use std::time::Duration;
 pub struct FunctionLimits {
     /// Largest linear memory, bytes.
     pub max_memory: u64,
-    /// Instruction budget (wasmi fuel units); 0 = unlimited.
+    /// Instruction budget: not supported by the compiled engine (deadlines bound run time
+    /// instead); must be 0.
     pub fuel: u64,
     /// Largest result (stdout), bytes.
     pub max_output: u32,
@@ -42,7 +47,42 @@ impl Default for FunctionLimits {
 pub const MAX_PARAMS: usize = IN_BUF_SIZE - std::mem::size_of::<InvokeHeader>();
 
 /// Largest module a VM accepts, bytes.
-pub const MAX_MODULE: usize = IN_BUF_SIZE;
+pub const MAX_MODULE: usize = MAX_MODULE_SIZE as usize;
+
+fn sha384(bytes: &[u8]) -> [u8; 48] {
+    use sha2::{Digest, Sha384};
+    Sha384::digest(bytes).into()
+}
+
+/// A finished control task of the load protocol: the outcome header and stdout, or the
+/// function's error. The outer error is a VM failure.
+fn control_outcome(
+    r: TaskResult,
+) -> Result<std::result::Result<(ditto_protocol::wasm::WasmOutcome, Vec<u8>), InvokeError>> {
+    let out = match r.outcome {
+        Ok(out) => out.output,
+        Err(e @ TaskError::Fault { .. }) => {
+            tracing::warn!(error = %e, "loading a module faulted the guest (vCPU reset)");
+            return Ok(Err(InvokeError::Developer(
+                "The module could not be loaded: loading it stopped the VM's runtime (a fault); the module is not usable.".into(),
+            )));
+        }
+        Err(e) => {
+            return Ok(Err(InvokeError::Internal(format!(
+                "Loading the function failed: {e}"
+            ))))
+        }
+    };
+    Ok(match decode_outcome(&out) {
+        Ok(d) if d.code == WasmCode::Ok => Ok((d.outcome, d.stdout.to_vec())),
+        Ok(d) => Err(InvokeError::Developer(
+            String::from_utf8_lossy(d.message).into_owned(),
+        )),
+        Err(e) => Err(InvokeError::Internal(format!(
+            "Malformed outcome from the guest: {e}"
+        ))),
+    })
+}
 
 /// How an invocation went wrong, in OpenWhisk's three classes.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize)]
@@ -119,46 +159,138 @@ fn now_realtime_ns() -> u64 {
         .unwrap_or(0)
 }
 
+/// What loading a function into a VM established.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LoadedFunction {
+    /// Guest time to check and map the artifact (the OpenWhisk "init").
+    pub init_time: Duration,
+    /// SHA-384 of the module, as the guest computed it over the bytes it received.
+    #[serde(with = "hex_bytes")]
+    pub module_sha384: [u8; 48],
+    /// SHA-384 of the artifact, as the guest computed it.
+    #[serde(with = "hex_bytes")]
+    pub artifact_sha384: [u8; 48],
+    /// Bytes of code the guest sealed read+execute.
+    pub code_bytes: u64,
+}
+
+mod hex_bytes {
+    pub fn serialize<S: serde::Serializer>(b: &[u8; 48], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(b))
+    }
+}
+
+/// One entry of a VM's runtime measurement log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RuntimeLogEntry {
+    /// `module` or `artifact`.
+    pub kind: &'static str,
+    /// Bytes measured.
+    pub len: u64,
+    /// Their SHA-384.
+    #[serde(with = "hex_bytes")]
+    pub sha384: [u8; 48],
+    /// The log's running digest after this entry.
+    #[serde(with = "hex_bytes")]
+    pub chained: [u8; 48],
+}
+
+/// Bytes of a part carried by one `WasmLoad` chunk.
+const CHUNK: usize = IN_BUF_SIZE - std::mem::size_of::<LoadChunk>();
+
 impl Vm {
-    /// Load `module` as this VM's function: the guest validates it on a regular vCPU
-    /// (the OpenWhisk "init"). Returns the guest's validation time.
-    pub fn load_function(
+    /// Load a function into this VM (the OpenWhisk "init", once per VM): `module` and
+    /// the `artifact` Cranelift compiled from it travel as data, in chunks, to a regular
+    /// vCPU, which hashes both into the runtime measurement log, has wasmtime check the
+    /// artifact, and maps its code read+execute. The outer error is a VM failure; the
+    /// inner one a function that cannot be loaded.
+    pub fn load_compiled(
         &self,
         module: &[u8],
-    ) -> Result<std::result::Result<Duration, InvokeError>> {
-        if module.len() > MAX_MODULE {
+        artifact: &[u8],
+    ) -> Result<std::result::Result<LoadedFunction, InvokeError>> {
+        if module.len() as u64 > MAX_MODULE_SIZE || artifact.len() as u64 > MAX_ARTIFACT_SIZE {
             return Ok(Err(InvokeError::Developer(format!(
-                "The module is {} bytes; the limit is {MAX_MODULE} bytes",
-                module.len()
+                "The module ({} bytes) or its compiled code ({} bytes) exceeds the limits \
+                 of {MAX_MODULE_SIZE} and {MAX_ARTIFACT_SIZE} bytes",
+                module.len(),
+                artifact.len()
             ))));
         }
-        let spec = TaskSpec::new(TaskKind::WasmInit, 0)
-            .with_input(module.to_vec())
-            .with_timeout(Duration::from_secs(60));
+        for (part, bytes) in [(PART_MODULE, module), (PART_ARTIFACT, artifact)] {
+            let mut offset = 0usize;
+            loop {
+                let chunk = &bytes[offset..(offset + CHUNK).min(bytes.len())];
+                let header = LoadChunk {
+                    part,
+                    reserved: 0,
+                    total: bytes.len() as u64,
+                    offset: offset as u64,
+                };
+                let mut input = Vec::with_capacity(std::mem::size_of::<LoadChunk>() + chunk.len());
+                input.extend_from_slice(bytemuck::bytes_of(&header));
+                input.extend_from_slice(chunk);
+                let spec = TaskSpec::new(TaskKind::WasmLoad, 0)
+                    .with_input(input)
+                    .with_timeout(Duration::from_secs(10));
+                if let Err(e) = control_outcome(self.submit_control(spec)?.wait())? {
+                    return Ok(Err(e));
+                }
+                offset += chunk.len();
+                if offset >= bytes.len() {
+                    break;
+                }
+            }
+        }
+        let spec = TaskSpec::new(TaskKind::WasmInit, 0).with_timeout(Duration::from_secs(120));
         let r = self.submit_control(spec)?.wait();
-        let out = match r.outcome {
-            Ok(out) => out.output,
-            Err(e @ TaskError::Fault { .. }) => {
-                tracing::warn!(error = %e, "loading a module faulted the guest (vCPU reset)");
-                return Ok(Err(InvokeError::Developer(
-                    "The module could not be loaded: validating it stopped the VM's runtime (a fault); the module is not usable.".into(),
-                )));
+        Ok(control_outcome(r)?.and_then(|(d, stdout)| {
+            if stdout.len() != std::mem::size_of::<LoadReport>() {
+                return Err(InvokeError::Internal(
+                    "The guest's load report is malformed".into(),
+                ));
             }
-            Err(e) => {
-                return Ok(Err(InvokeError::Internal(format!(
-                    "Loading the module failed: {e}"
-                ))))
+            let report: LoadReport = bytemuck::pod_read_unaligned(&stdout);
+            let loaded = LoadedFunction {
+                init_time: Duration::from_nanos(d.compile_ns),
+                module_sha384: report.module_sha384,
+                artifact_sha384: report.artifact_sha384,
+                code_bytes: report.code_bytes,
+            };
+            if loaded.module_sha384 != sha384(module) || loaded.artifact_sha384 != sha384(artifact)
+            {
+                return Err(InvokeError::Internal(
+                    "The guest measured different bytes than were sent".into(),
+                ));
             }
-        };
-        Ok(match decode_outcome(&out) {
-            Ok(d) if d.code == WasmCode::Ok => Ok(Duration::from_nanos(d.outcome.compile_ns)),
-            Ok(d) => Err(InvokeError::Developer(
-                String::from_utf8_lossy(d.message).into_owned(),
-            )),
-            Err(e) => Err(InvokeError::Internal(format!(
-                "Malformed outcome from the guest: {e}"
-            ))),
-        })
+            Ok(loaded)
+        }))
+    }
+
+    /// The VM's runtime measurement log (what code it was given after launch).
+    pub fn runtime_log(&self) -> Result<Vec<RuntimeLogEntry>> {
+        let spec = TaskSpec::new(TaskKind::RuntimeLog, 0).with_timeout(Duration::from_secs(10));
+        let out = self
+            .submit_control(spec)?
+            .wait()
+            .outcome
+            .map_err(|e| VmmError::Guest(format!("Reading the runtime log failed: {e}")))?
+            .output;
+        let entries =
+            decode_log(&out).map_err(|e| VmmError::Guest(format!("Malformed runtime log: {e}")))?;
+        Ok(entries
+            .iter()
+            .map(|e| RuntimeLogEntry {
+                kind: match e.kind {
+                    LOG_MODULE => "module",
+                    LOG_ARTIFACT => "artifact",
+                    _ => "unknown",
+                },
+                len: e.len,
+                sha384: e.sha384,
+                chained: e.chained,
+            })
+            .collect())
     }
 
     /// Invoke the VM's function with JSON `params` (bytes) under `limits`.
@@ -188,6 +320,13 @@ impl Vm {
 }
 
 fn invoke_spec(params: &[u8], limits: &FunctionLimits) -> Result<TaskSpec> {
+    if limits.fuel != 0 {
+        return Err(VmmError::InvalidArgument(
+            "Instruction budgets (fuel) are not supported by the compiled engine; \
+             bound run time with the timeout instead"
+                .into(),
+        ));
+    }
     if params.len() > MAX_PARAMS {
         return Err(VmmError::InvalidArgument(format!(
             "Parameters of {} bytes exceed the limit of {MAX_PARAMS} bytes",
@@ -317,6 +456,7 @@ pub fn interpret(r: TaskResult, limits: &FunctionLimits) -> Invocation {
         | WasmCode::BadModule
         | WasmCode::Instantiate
         | WasmCode::AlreadyLoaded => Err(InvokeError::Developer(message)),
+        WasmCode::Poisoned => Err(InvokeError::Internal(message)),
     };
     Invocation {
         result,

@@ -16,6 +16,8 @@ pub struct Segment {
     pub data: Vec<u8>,
     /// Total size in memory (the rest is zero).
     pub mem_size: u64,
+    /// ELF `p_flags` (`PF_R`, `PF_W`, `PF_X`): the page rights the VMM maps it with.
+    pub flags: u32,
 }
 
 /// A parsed guest image.
@@ -28,6 +30,8 @@ pub struct GuestImage {
     pub end: u64,
     /// IDT handler addresses, one per exception vector.
     pub isr: [u64; IDT_ENTRIES as usize],
+    /// Address of the code-sealing gate (`ditto_seal_gate`).
+    pub seal_gate: u64,
     /// SHA-384 of every page the image's file bytes occupy (page number -> digest),
     /// computed once at parse time: a pure function of the image bytes, which launch
     /// copies verbatim, so launches reuse it instead of re-hashing the same pages.
@@ -82,6 +86,7 @@ fn parse_aligned(elf: &[u8]) -> Result<GuestImage> {
             gpa,
             data: data.to_vec(),
             mem_size,
+            flags: ph.p_flags(endian),
         });
     }
     if segments.is_empty() {
@@ -97,7 +102,11 @@ fn parse_aligned(elf: &[u8]) -> Result<GuestImage> {
     }
     let file = object::File::parse(elf).map_err(|e| bad(e.to_string()))?;
     let mut isr = [0u64; IDT_ENTRIES as usize];
+    let mut seal_gate = 0;
     for sym in file.symbols() {
+        if sym.name() == Ok("ditto_seal_gate") {
+            seal_gate = sym.address();
+        }
         if let Some(v) = sym
             .name()
             .ok()
@@ -114,12 +123,16 @@ fn parse_aligned(elf: &[u8]) -> Result<GuestImage> {
             "symbol ditto_isr_{v} (exception stub) is missing"
         )));
     }
+    if seal_gate == 0 {
+        return Err(bad("symbol ditto_seal_gate (code-sealing gate) is missing"));
+    }
     let page_digests = page_digests(&segments);
     Ok(GuestImage {
         entry,
         segments,
         end,
         isr,
+        seal_gate,
         page_digests,
     })
 }

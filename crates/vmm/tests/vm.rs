@@ -315,6 +315,39 @@ fn guest_exceptions_fail_the_task_and_the_vm_keeps_serving() {
 }
 
 #[test]
+fn w_xor_x_holds_and_breaking_it_costs_only_the_task() {
+    if !common::kvm_ok() {
+        return;
+    }
+    use ditto_protocol::fault_hook::*;
+    let vm = common::vm(1, 1, 1);
+    for hook in [EXEC_HEAP, EXEC_WINDOW, WRITE_TEXT, WRITE_BOOT_INFO] {
+        let r = vm.run(TaskSpec::new(TaskKind::Fault, hook)).expect("submit");
+        match r.outcome {
+            Err(TaskError::Fault {
+                vector: 14,
+                rip,
+                addr,
+                ..
+            }) => {
+                // An instruction fetch faults at its own address; a write faults elsewhere.
+                let fetch = hook == EXEC_HEAP || hook == EXEC_WINDOW;
+                assert_eq!(rip == addr, fetch, "hook {hook:#x}: rip {rip:#x} addr {addr:#x}");
+                if hook == EXEC_WINDOW {
+                    assert!(addr >= ditto_protocol::memory::SHARED_WINDOW_GPA);
+                }
+            }
+            other => panic!("hook {hook:#x}: expected a page fault, got {other:?}"),
+        }
+        assert!(
+            vm.run(noop()).expect("submit").outcome.is_ok(),
+            "serves after hook {hook:#x}"
+        );
+    }
+    assert_eq!(vm.stats()[1].resets, 4);
+}
+
+#[test]
 fn a_task_past_its_deadline_is_killed_and_others_carry_on() {
     if !common::kvm_ok() {
         return;

@@ -42,8 +42,7 @@ fn module(body: &str) -> Vec<u8> {
 
 fn vm_with(module: &[u8]) -> Vm {
     let vm = common::vm(1, 2, 2);
-    vm.load_function(module)
-        .expect("VM alive")
+    common::load(&vm, module)
         .expect("module loads");
     vm
 }
@@ -137,20 +136,17 @@ fn limits_apply_to_that_invocation_only() {
     }
     let looping = module("(loop $l (br $l))");
     let vm = vm_with(&looping);
-    let fuel = vm
-        .invoke(
-            b"{}",
-            FunctionLimits {
-                fuel: 1_000_000,
-                ..limits()
-            },
-        )
-        .expect("submit");
-    assert!(fuel
-        .result
-        .expect_err("fuel")
-        .to_string()
-        .contains("instruction budget"));
+    let fuel = vm.invoke(
+        b"{}",
+        FunctionLimits {
+            fuel: 1_000_000,
+            ..limits()
+        },
+    );
+    assert!(
+        fuel.err().map(|e| e.to_string()).unwrap_or_default().contains("not supported"),
+        "instruction budgets are refused, not silently ignored"
+    );
     let timed = vm
         .invoke(
             b"{}",
@@ -165,19 +161,43 @@ fn limits_apply_to_that_invocation_only() {
         InvokeError::Application("The action exceeded its time limits of 200 milliseconds.".into())
     );
 
-    let growing =
-        module("(loop $l (br_if $l (i32.ne (memory.grow (i32.const 16)) (i32.const -1))))");
+    // A function may grow its memory page by page to its limit, and no further.
+    let growing = module(
+        "(loop $l (br_if $l (i32.ne (memory.grow (i32.const 1)) (i32.const -1))))
+         (call $proc_exit (i32.shr_u (memory.size) (i32.const 4)))",
+    );
+    let reached_mib = |vm: &Vm, max_mib: u64| -> u64 {
+        let inv = vm
+            .invoke(
+                b"{}",
+                FunctionLimits {
+                    max_memory: max_mib << 20,
+                    ..limits()
+                },
+            )
+            .expect("submit");
+        let msg = inv.result.expect_err("exits with its memory size").to_string();
+        msg.trim_start_matches("The function exited with status ")
+            .trim_end_matches('.')
+            .parse()
+            .unwrap_or_else(|_| panic!("unexpected outcome: {msg}"))
+    };
     let vm = vm_with(&growing);
-    let mem = vm
-        .invoke(
-            b"{}",
-            FunctionLimits {
-                max_memory: 4 << 20,
-                ..limits()
-            },
-        )
-        .expect("submit");
-    assert!(mem.result.is_err(), "growing past the memory limit fails");
+    assert_eq!(reached_mib(&vm, 32), 32, "grows to exactly its 32 MiB limit");
+    assert_eq!(reached_mib(&vm, 8), 8, "the limit is per invocation");
+    let big = Vm::launch(
+        ditto_vmm::VmConfig {
+            regular: 1,
+            workers: 2,
+            active: 2,
+            ..Default::default()
+        }
+        .with_linear_memory(512 + 8),
+        ditto_guest_image::GUEST_ELF,
+    )
+    .expect("VM launches");
+    common::load(&big, &growing).expect("loads");
+    assert_eq!(reached_mib(&big, 512), 512, "a 512 MiB action reaches its limit");
 
     let chatty =
         module("(loop $l (call $write (i32.const 1) (i32.const 100) (i32.const 11)) (br $l))");
@@ -197,9 +217,7 @@ fn limits_apply_to_that_invocation_only() {
         .to_string()
         .contains("more than 1000 bytes"));
     let echo = common::vm(1, 1, 1);
-    echo.load_function(&wat::parse_str(ECHO).expect("assembles"))
-        .expect("alive")
-        .expect("loads");
+    common::load(&echo, &wat::parse_str(ECHO).expect("assembles")).expect("loads");
     assert!(echo
         .invoke(b"{\"still\":\"serving\"}", limits())
         .expect("submit")
@@ -213,32 +231,74 @@ fn bad_modules_are_rejected_at_load() {
         return;
     }
     let vm = common::vm(1, 1, 1);
-    let e = vm
-        .load_function(b"\0asm garbage")
-        .expect("alive")
-        .expect_err("invalid");
-    assert!(e.to_string().contains("Invalid WebAssembly module"), "{e}");
+    // The host compiler refuses what is not a valid Ditto function, before any VM sees it.
+    let e = common::load(&vm, b"\0asm garbage").expect_err("invalid");
+    assert!(matches!(e, InvokeError::Developer(_)), "{e}");
     let no_start = wat::parse_str("(module (memory (export \"memory\") 1))").expect("assembles");
-    let e = vm
-        .load_function(&no_start)
-        .expect("alive")
-        .expect_err("no _start");
+    let e = common::load(&vm, &no_start).expect_err("no _start");
     assert!(e.to_string().contains("_start"), "{e}");
     let unknown_import =
         wat::parse_str(r#"(module (import "env" "nope" (func)) (func (export "_start")))"#)
             .expect("assembles");
-    vm.load_function(&unknown_import)
-        .expect("alive")
-        .expect("valid module loads");
-    let inv = vm.invoke(b"{}", limits()).expect("submit");
-    assert!(
-        matches!(inv.result, Err(InvokeError::Developer(ref m)) if m.contains("instantiate")),
-        "{:?}",
-        inv.result
-    );
+    let e = common::load(&vm, &unknown_import).expect_err("non-WASI import");
+    assert!(e.to_string().contains("env"), "{e}");
+
+    // A damaged or foreign artifact is refused by the guest and never runs.
+    let echo = wat::parse_str(ECHO).expect("assembles");
+    let artifact = ditto_compile::compile(&echo).expect("compiles").bytes;
+    let mut damaged = artifact.clone();
+    damaged[..64].fill(0);
     let e = vm
-        .load_function(&no_start)
+        .load_compiled(&echo, &damaged)
+        .expect("alive")
+        .expect_err("damaged artifact");
+    assert!(e.to_string().contains("artifact"), "{e}");
+    let e = vm
+        .load_compiled(&echo, &artifact[..artifact.len() / 2])
+        .expect("alive")
+        .expect_err("truncated artifact");
+    assert!(e.to_string().contains("artifact"), "{e}");
+    // The VM is still usable: the intact artifact loads, is measured, and runs.
+    let loaded = vm.load_compiled(&echo, &artifact).expect("alive").expect("loads");
+    assert_eq!(loaded.artifact_sha384, ditto_compile::sha384(&artifact));
+    assert_eq!(loaded.module_sha384, ditto_compile::sha384(&echo));
+    assert!(loaded.code_bytes > 0, "code was sealed executable");
+    let log = vm.runtime_log().expect("log");
+    let last = &log[log.len() - 2..];
+    assert_eq!((last[0].kind, last[0].sha384), ("module", loaded.module_sha384));
+    assert_eq!((last[1].kind, last[1].sha384), ("artifact", loaded.artifact_sha384));
+    assert!(vm.invoke(b"{\"x\":1}", limits()).expect("submit").result.is_ok());
+    let e = vm
+        .load_compiled(&echo, &artifact)
         .expect("alive")
         .expect_err("already loaded");
     assert!(e.to_string().contains("already loaded"), "{e}");
+}
+
+#[test]
+fn modules_larger_than_a_mailbox_load_in_chunks() {
+    if !common::kvm_ok() {
+        return;
+    }
+    // A 3 MiB data segment: module and artifact both exceed the 1 MiB mailbox.
+    let pad = "x".repeat(3 << 20);
+    let src = format!(
+        r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 64)
+  (data (i32.const 100) "{{\"ok\":true}}")
+  (data (i32.const 4096) "{pad}")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 100))
+    (i32.store (i32.const 4) (i32.load8_u (i32.const 4096)))
+    (i32.store (i32.const 4) (i32.const 11))
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#
+    );
+    let module = wat::parse_str(src).expect("assembles");
+    assert!(module.len() > 3 << 20);
+    let vm = common::vm(1, 1, 1);
+    let loaded = common::load(&vm, &module).expect("a 3 MiB module loads");
+    assert_eq!(loaded.module_sha384, ditto_compile::sha384(&module));
+    let v = vm.invoke(b"{}", limits()).expect("submit").result.expect("runs");
+    assert_eq!(v["ok"], true);
 }
