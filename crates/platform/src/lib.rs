@@ -101,8 +101,8 @@ impl Platform {
             .map_err(|e| data_err(Box::new(e)))?;
         let metrics = Arc::new(Metrics::new()?);
         let store = Arc::new(store);
-        let artifacts = artifacts::Artifacts::new(Some(store.clone()))
-            .map_err(|e| data_err(Box::new(e)))?;
+        let artifacts =
+            artifacts::Artifacts::new(Some(store.clone())).map_err(|e| data_err(Box::new(e)))?;
         let pools = Arc::new(
             Pools::new(config.pool.clone(), metrics.clone())?.with_artifacts(Arc::new(artifacts)),
         );

@@ -422,11 +422,8 @@ impl Pools {
         }
         // Cold start: budget for regular + initial workers is held.
         let t0 = Instant::now();
-        let (regular, workers, active) = (
-            self.cfg.regular,
-            self.cfg.workers,
-            self.cfg.initial_active,
-        );
+        let (regular, workers, active) =
+            (self.cfg.regular, self.cfg.workers, self.cfg.initial_active);
         let linear_mib = pool.linear_mib;
         let me = self.clone();
         let module = pool.module.clone();

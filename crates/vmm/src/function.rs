@@ -270,8 +270,8 @@ impl Vm {
             .outcome
             .map_err(|e| VmmError::Guest(format!("Reading the runtime log failed: {e}")))?
             .output;
-        let entries = decode_log(&out)
-            .map_err(|e| VmmError::Guest(format!("Malformed runtime log: {e}")))?;
+        let entries =
+            decode_log(&out).map_err(|e| VmmError::Guest(format!("Malformed runtime log: {e}")))?;
         Ok(entries
             .iter()
             .map(|e| RuntimeLogEntry {
