@@ -74,7 +74,8 @@ pub unsafe fn init_current(info: &VcpuBootInfo) {
     let h = &HEAPS.vcpus[id];
     HEAPS.vm_mode[id].store(false, Ordering::Relaxed);
     h.base.store(info.heap_base, Ordering::Relaxed);
-    h.end.store(info.heap_base + info.heap_size, Ordering::Relaxed);
+    h.end
+        .store(info.heap_base + info.heap_size, Ordering::Relaxed);
     // SAFETY: per the contract, nobody else uses this heap or its memory now.
     h.with(|heap| unsafe {
         *heap = Heap::empty();
@@ -91,7 +92,9 @@ pub unsafe fn init_current(info: &VcpuBootInfo) {
         HEAPS.vm.base.store(base, Ordering::Relaxed);
         HEAPS.vm.end.store(base + size, Ordering::Relaxed);
         // SAFETY: the VM heap is initialised exactly once, by the first vCPU to get here.
-        HEAPS.vm.with(|heap| unsafe { heap.init(base as *mut u8, size as usize) });
+        HEAPS
+            .vm
+            .with(|heap| unsafe { heap.init(base as *mut u8, size as usize) });
     }
 }
 

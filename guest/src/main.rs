@@ -35,4 +35,3 @@ pub extern "C" fn _start(info: &'static VcpuBootInfo) -> ! {
 fn panic(panic_info: &core::panic::PanicInfo<'_>) -> ! {
     wal::report_panic(panic_info)
 }
-

@@ -198,12 +198,18 @@ unsafe impl wasmtime::LinearMemory for RegionMemory {
     fn grow_to(&mut self, new_size: usize) -> wasmtime::Result<()> {
         let new = new_size as u64;
         if new > self.capacity {
-            return Err(wasmtime::Error::msg("linear memory exceeds the worker's region"));
+            return Err(wasmtime::Error::msg(
+                "linear memory exceeds the worker's region",
+            ));
         }
         if new > self.len {
             let (r, _, _) = region();
             let from = self.base + (self.len & !(PAGE - 1));
-            zero_dirty(r, from, round_up(self.base + new).unwrap_or(u64::MAX) - from);
+            zero_dirty(
+                r,
+                from,
+                round_up(self.base + new).unwrap_or(u64::MAX) - from,
+            );
         }
         self.len = new;
         Ok(())
@@ -251,7 +257,11 @@ pub unsafe extern "C" fn wasmtime_mmap_new(size: usize, prot: u32, ret: &mut *mu
     // growth to the whole region, so a memory starts at the region's base and can grow in
     // place to the action's limit (the store's limiter stops it there, and the limit is
     // never above the region). Accessible memory is never cut.
-    let size = if prot == 0 { size.min(end.saturating_sub(at)) } else { size };
+    let size = if prot == 0 {
+        size.min(end.saturating_sub(at))
+    } else {
+        size
+    };
     let Some(next) = at.checked_add(size).filter(|n| *n <= end && size > 0) else {
         return ERR;
     };
@@ -357,7 +367,11 @@ pub unsafe extern "C" fn wasmtime_memory_image_new(
 
 /// wasmtime hook: never called, since no image is ever created.
 #[no_mangle]
-pub extern "C" fn wasmtime_memory_image_map_at(_image: *mut u8, _addr: *mut u8, _len: usize) -> i32 {
+pub extern "C" fn wasmtime_memory_image_map_at(
+    _image: *mut u8,
+    _addr: *mut u8,
+    _len: usize,
+) -> i32 {
     ERR
 }
 
@@ -365,7 +379,8 @@ pub extern "C" fn wasmtime_memory_image_map_at(_image: *mut u8, _addr: *mut u8, 
 #[no_mangle]
 pub extern "C" fn wasmtime_memory_image_free(_image: *mut u8) {}
 
-static TLS: [AtomicPtr<u8>; MAX_VCPUS] = [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_VCPUS];
+static TLS: [AtomicPtr<u8>; MAX_VCPUS] =
+    [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_VCPUS];
 
 /// wasmtime hook: this vCPU's TLS pointer (one slot).
 #[no_mangle]

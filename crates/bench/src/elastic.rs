@@ -291,7 +291,7 @@ pub fn run(o: &ElasticOptions) -> Result<ElasticReport, BenchError> {
                 .map_err(|e| BenchError::Measure(e.to_string()))?
                 .bytes,
         )?
-            .map_err(|e| BenchError::Measure(e.to_string()))?;
+        .map_err(|e| BenchError::Measure(e.to_string()))?;
         let text = o.params.to_string();
         let mut runs = Vec::new();
         for _ in 0..10 {

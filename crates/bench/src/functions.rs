@@ -94,7 +94,11 @@ pub fn run(runs: u32, progress: bool) -> Result<Vec<FunctionFigures>, BenchError
             ..VmConfig::default()
         };
         let vm = Vm::launch_image(cfg, guest_image()?)?;
-        vm.load_compiled(f.wasm, &f.compiled().map_err(|e| fail(e.to_string()))?.bytes)?.map_err(|e| fail(e.to_string()))?;
+        vm.load_compiled(
+            f.wasm,
+            &f.compiled().map_err(|e| fail(e.to_string()))?.bytes,
+        )?
+        .map_err(|e| fail(e.to_string()))?;
         let limits = FunctionLimits {
             timeout: Duration::from_secs(60),
             ..FunctionLimits::default()

@@ -30,13 +30,19 @@ pub struct Function {
 impl Function {
     /// The module compiled ahead of time for the guest (once per process, then cached),
     /// as the platform compiles an action at deploy time.
-    pub fn compiled(&self) -> Result<&'static ditto_compile::Artifact, ditto_compile::CompileError> {
+    pub fn compiled(
+        &self,
+    ) -> Result<&'static ditto_compile::Artifact, ditto_compile::CompileError> {
         use std::collections::HashMap;
         use std::sync::{Mutex, OnceLock};
         static CACHE: OnceLock<Mutex<HashMap<&'static str, &'static ditto_compile::Artifact>>> =
             OnceLock::new();
         let cache = CACHE.get_or_init(Default::default);
-        if let Some(a) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(self.name) {
+        if let Some(a) = cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(self.name)
+        {
             return Ok(a);
         }
         // Compiled outside the lock; a concurrent compile of the same module gives the

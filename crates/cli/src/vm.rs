@@ -229,8 +229,8 @@ fn run_wasm(a: &RunArgs, path: &std::path::Path) -> Result<ExitCode> {
         ..Default::default()
     };
     let t_compile = Instant::now();
-    let artifact = ditto_compile::compile(&module)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let artifact =
+        ditto_compile::compile(&module).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     tracing::info!(
         ms = t_compile.elapsed().as_secs_f64() * 1e3,
         bytes = artifact.bytes.len(),

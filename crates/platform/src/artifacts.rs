@@ -101,15 +101,17 @@ impl Artifacts {
         );
         let bytes = Arc::new(artifact.bytes);
         if let Some(s) = &self.store {
-            s.conn().execute(
-                "INSERT OR REPLACE INTO artifacts VALUES (?1, ?2, ?3, ?4)",
-                params![
-                    &key[..],
-                    &artifact.artifact_sha384[..],
-                    bytes.as_slice(),
-                    crate::model::now_ms()
-                ],
-            ).map_err(StoreError::from)?;
+            s.conn()
+                .execute(
+                    "INSERT OR REPLACE INTO artifacts VALUES (?1, ?2, ?3, ?4)",
+                    params![
+                        &key[..],
+                        &artifact.artifact_sha384[..],
+                        bytes.as_slice(),
+                        crate::model::now_ms()
+                    ],
+                )
+                .map_err(StoreError::from)?;
         }
         self.remember(key, bytes.clone());
         Ok(Compiled {

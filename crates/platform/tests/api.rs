@@ -594,7 +594,12 @@ fn modules_are_checked_and_compiled_at_deploy_and_stored_artifacts_are_verified(
     );
     assert_eq!(s, 400, "{v}");
     assert!(v["error"].as_str().unwrap_or("").len() > 10, "{v}");
-    let (s, _, _) = srv.req("GET", "/api/v1/namespaces/_/actions/bad", Some(&srv.auth), None);
+    let (s, _, _) = srv.req(
+        "GET",
+        "/api/v1/namespaces/_/actions/bad",
+        Some(&srv.auth),
+        None,
+    );
     assert_eq!(s, 404, "a refused module creates no action");
     // A module importing from outside WASI is refused too.
     let body = json!({"exec": {"kind": "wasm", "code": wasm(r#"(module (import "env" "f" (func)) (func (export "_start")))"#)}});
@@ -611,10 +616,7 @@ fn modules_are_checked_and_compiled_at_deploy_and_stored_artifacts_are_verified(
     // Damage the stored artifact behind the server's back.
     let db = rusqlite::Connection::open(dir.join("ditto.db")).expect("db");
     let n = db
-        .execute(
-            "UPDATE artifacts SET bytes = zeroblob(length(bytes))",
-            [],
-        )
+        .execute("UPDATE artifacts SET bytes = zeroblob(length(bytes))", [])
         .expect("damage");
     assert!(n >= 1, "the artifact was stored");
     drop(db);
@@ -624,7 +626,11 @@ fn modules_are_checked_and_compiled_at_deploy_and_stored_artifacts_are_verified(
         "/api/v1/namespaces/_/actions/echo?blocking=true&result=true",
         Some(json!({"intact": true})),
     );
-    assert_eq!((s, v), (200, json!({"intact": true})), "recompiled, not shipped damaged");
+    assert_eq!(
+        (s, v),
+        (200, json!({"intact": true})),
+        "recompiled, not shipped damaged"
+    );
     let (dir, _) = srv.stop();
     let db = rusqlite::Connection::open(dir.join("ditto.db")).expect("db");
     let zeros: i64 = db

@@ -74,8 +74,8 @@ pub fn plan(config: &VmConfig, image_end: u64) -> MemoryPlan {
     let vm_heap_size = (config.code_mib + crate::config::VM_HEAP_EXTRA_MIB) << 20;
     let heaps = vm_heap_base + vm_heap_size;
     let linear = heaps + n * VCPU_HEAP_SIZE;
-    let linear_each = (mem_size.saturating_sub(linear) / (config.workers as u64).max(1))
-        & !(LARGE_PAGE_SIZE - 1);
+    let linear_each =
+        (mem_size.saturating_sub(linear) / (config.workers as u64).max(1)) & !(LARGE_PAGE_SIZE - 1);
     let vcpus = stacks
         .into_iter()
         .enumerate()
@@ -109,6 +109,9 @@ const PTE_US: u64 = 1 << 2;
 const PTE_PS: u64 = 1 << 7;
 const PTE_NX: u64 = 1 << 63;
 
+/// One page-table page to write: its guest address and contents.
+pub type TablePage = (u64, Vec<u8>);
+
 /// Access rights of one 4 KiB page of the image.
 fn image_page_flags(image: &GuestImage, page: u64) -> Option<u64> {
     let (lo, hi) = (page, page + PAGE_SIZE);
@@ -139,21 +142,27 @@ pub fn page_tables(
     plan: &MemoryPlan,
     image: &GuestImage,
     window_size: u64,
-) -> Result<(Vec<(u64, Vec<u8>)>, u64)> {
+) -> Result<(Vec<TablePage>, u64)> {
     let mut pml4 = vec![0u8; PAGE_SIZE as usize];
     pml4[..8].copy_from_slice(&(PDPT_GPA | PTE_P | PTE_RW | PTE_US).to_le_bytes());
     let mut pdpt = vec![0u8; PAGE_SIZE as usize];
     let gibs = plan.mem_size.div_ceil(1 << 30).max(1);
-    let mut pds: Vec<(u64, Vec<u8>)> = Vec::new();
-    let pd_index = |gib: u64| if gib >= PRIVATE_GIBS { PRIVATE_GIBS } else { gib };
+    let mut pds: Vec<TablePage> = Vec::new();
+    let pd_index = |gib: u64| {
+        if gib >= PRIVATE_GIBS {
+            PRIVATE_GIBS
+        } else {
+            gib
+        }
+    };
     for gib in (0..gibs).chain([SHARED_WINDOW_GPA >> 30]) {
         let gpa = PD_GPA + pd_index(gib) * PAGE_SIZE;
         let e = gpa | PTE_P | PTE_RW | PTE_US;
         pdpt[gib as usize * 8..gib as usize * 8 + 8].copy_from_slice(&e.to_le_bytes());
         pds.push((gpa, vec![0u8; PAGE_SIZE as usize]));
     }
-    let mut pts: Vec<(u64, Vec<u8>)> = Vec::new();
-    let set_pde = |pds: &mut Vec<(u64, Vec<u8>)>, addr: u64, e: u64| {
+    let mut pts: Vec<TablePage> = Vec::new();
+    let set_pde = |pds: &mut Vec<TablePage>, addr: u64, e: u64| {
         let gpa = PD_GPA + pd_index(addr >> 30) * PAGE_SIZE;
         if let Some((_, pd)) = pds.iter_mut().find(|(g, _)| *g == gpa) {
             let idx = ((addr >> 21) & 511) as usize;
@@ -214,7 +223,11 @@ pub fn page_tables(
     }
     let mut addr = SHARED_WINDOW_GPA;
     while addr < SHARED_WINDOW_GPA + window_size {
-        set_pde(&mut pds, addr, addr | PTE_P | PTE_RW | PTE_PS | PTE_US | PTE_NX);
+        set_pde(
+            &mut pds,
+            addr,
+            addr | PTE_P | PTE_RW | PTE_PS | PTE_US | PTE_NX,
+        );
         addr += LARGE_PAGE_SIZE;
     }
     let mut out = vec![(PML4_GPA, pml4), (PDPT_GPA, pdpt)];
@@ -585,13 +598,29 @@ mod tests {
         assert_eq!(pde(c.memory_bytes()) & PTE_P, 0, "nothing past memory");
         let heap = p.vcpus[0].heap_base;
         assert_ne!(pde(heap) & PTE_NX, 0, "heaps never execute");
-        assert_ne!(pde(p.vcpus[1].linear_base) & PTE_NX, 0, "linear memory never executes");
-        assert_ne!(pde(SHARED_WINDOW_GPA) & PTE_NX, 0, "the shared window never executes");
+        assert_ne!(
+            pde(p.vcpus[1].linear_base) & PTE_NX,
+            0,
+            "linear memory never executes"
+        );
+        assert_ne!(
+            pde(SHARED_WINDOW_GPA) & PTE_NX,
+            0,
+            "the shared window never executes"
+        );
         assert_ne!(pde(SHARED_WINDOW_GPA) & PTE_US, 0, "window mapped");
         // Image text executes and is read-only; everything else of the image is NX.
-        let text = img.segments.iter().find(|s| s.flags & object::elf::PF_X != 0).expect("text");
+        let text = img
+            .segments
+            .iter()
+            .find(|s| s.flags & object::elf::PF_X != 0)
+            .expect("text");
         assert_eq!(pte(text.gpa) & (PTE_NX | PTE_RW), 0, "text is read+execute");
-        for s in img.segments.iter().filter(|s| s.flags & object::elf::PF_X == 0) {
+        for s in img
+            .segments
+            .iter()
+            .filter(|s| s.flags & object::elf::PF_X == 0)
+        {
             assert_ne!(pte(s.gpa) & PTE_NX, 0, "data at {:#x} is no-execute", s.gpa);
         }
         // The code arena starts writable and no-execute; the gate finds its first PTE.
@@ -617,8 +646,16 @@ mod tests {
         let t = idt(&isr, 0x40_1000);
         assert_eq!(t.len(), 16 * IDT_ENTRIES as usize);
         let gate = &t[16 * 3..];
-        assert_eq!((gate[5] >> 5) & 3, 3, "the sealing gate is reachable from CPL3");
-        assert_eq!(u16::from_le_bytes([gate[0], gate[1]]), 0x1000, "#BP goes to the gate");
+        assert_eq!(
+            (gate[5] >> 5) & 3,
+            3,
+            "the sealing gate is reachable from CPL3"
+        );
+        assert_eq!(
+            u16::from_le_bytes([gate[0], gate[1]]),
+            0x1000,
+            "#BP goes to the gate"
+        );
         // Selector of gate 0 is the kernel code segment.
         assert_eq!(u16::from_le_bytes([t[2], t[3]]), SEL_KERNEL_CODE);
     }

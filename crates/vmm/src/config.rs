@@ -98,7 +98,9 @@ impl VmConfig {
 
     /// Each worker's linear-memory region for an image of `image_bytes`, bytes.
     pub fn linear_bytes(&self, image_bytes: u64) -> u64 {
-        let free = self.memory_bytes().saturating_sub(self.fixed_bytes(image_bytes));
+        let free = self
+            .memory_bytes()
+            .saturating_sub(self.fixed_bytes(image_bytes));
         (free / (self.workers as u64).max(1)) & !(LARGE_PAGE_SIZE - 1)
     }
 

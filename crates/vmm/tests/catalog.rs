@@ -20,8 +20,7 @@ fn catalog_results_equal_native_results() {
     }
     for f in ditto_catalog::all() {
         let vm = common::vm(1, 1, 1);
-        common::load(&vm, f.wasm)
-            .unwrap_or_else(|e| panic!("{}: {e}", f.name));
+        common::load(&vm, f.wasm).unwrap_or_else(|e| panic!("{}: {e}", f.name));
         let params = f.default_params_json();
         let inv = vm
             .invoke(params.to_string().as_bytes(), limits())
@@ -77,8 +76,7 @@ fn misbehaving_modules_fail_clearly_and_the_vm_keeps_serving() {
     // A runaway loop is stopped by its deadline and the VM serves the next invocation.
     let looping = ditto_catalog::get("loop_forever").expect("loop_forever");
     let vm = common::vm(1, 1, 1);
-    common::load(&vm, looping.wasm)
-        .expect("loads");
+    common::load(&vm, looping.wasm).expect("loads");
     let inv = vm
         .invoke(
             b"{}",

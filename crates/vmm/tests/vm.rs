@@ -322,7 +322,9 @@ fn w_xor_x_holds_and_breaking_it_costs_only_the_task() {
     use ditto_protocol::fault_hook::*;
     let vm = common::vm(1, 1, 1);
     for hook in [EXEC_HEAP, EXEC_WINDOW, WRITE_TEXT, WRITE_BOOT_INFO] {
-        let r = vm.run(TaskSpec::new(TaskKind::Fault, hook)).expect("submit");
+        let r = vm
+            .run(TaskSpec::new(TaskKind::Fault, hook))
+            .expect("submit");
         match r.outcome {
             Err(TaskError::Fault {
                 vector: 14,
@@ -332,7 +334,11 @@ fn w_xor_x_holds_and_breaking_it_costs_only_the_task() {
             }) => {
                 // An instruction fetch faults at its own address; a write faults elsewhere.
                 let fetch = hook == EXEC_HEAP || hook == EXEC_WINDOW;
-                assert_eq!(rip == addr, fetch, "hook {hook:#x}: rip {rip:#x} addr {addr:#x}");
+                assert_eq!(
+                    rip == addr,
+                    fetch,
+                    "hook {hook:#x}: rip {rip:#x} addr {addr:#x}"
+                );
                 if hook == EXEC_WINDOW {
                     assert!(addr >= ditto_protocol::memory::SHARED_WINDOW_GPA);
                 }

@@ -42,8 +42,7 @@ fn module(body: &str) -> Vec<u8> {
 
 fn vm_with(module: &[u8]) -> Vm {
     let vm = common::vm(1, 2, 2);
-    common::load(&vm, module)
-        .expect("module loads");
+    common::load(&vm, module).expect("module loads");
     vm
 }
 
@@ -144,7 +143,10 @@ fn limits_apply_to_that_invocation_only() {
         },
     );
     assert!(
-        fuel.err().map(|e| e.to_string()).unwrap_or_default().contains("not supported"),
+        fuel.err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+            .contains("not supported"),
         "instruction budgets are refused, not silently ignored"
     );
     let timed = vm
@@ -176,14 +178,21 @@ fn limits_apply_to_that_invocation_only() {
                 },
             )
             .expect("submit");
-        let msg = inv.result.expect_err("exits with its memory size").to_string();
+        let msg = inv
+            .result
+            .expect_err("exits with its memory size")
+            .to_string();
         msg.trim_start_matches("The function exited with status ")
             .trim_end_matches('.')
             .parse()
             .unwrap_or_else(|_| panic!("unexpected outcome: {msg}"))
     };
     let vm = vm_with(&growing);
-    assert_eq!(reached_mib(&vm, 32), 32, "grows to exactly its 32 MiB limit");
+    assert_eq!(
+        reached_mib(&vm, 32),
+        32,
+        "grows to exactly its 32 MiB limit"
+    );
     assert_eq!(reached_mib(&vm, 8), 8, "the limit is per invocation");
     let big = Vm::launch(
         ditto_vmm::VmConfig {
@@ -197,7 +206,11 @@ fn limits_apply_to_that_invocation_only() {
     )
     .expect("VM launches");
     common::load(&big, &growing).expect("loads");
-    assert_eq!(reached_mib(&big, 512), 512, "a 512 MiB action reaches its limit");
+    assert_eq!(
+        reached_mib(&big, 512),
+        512,
+        "a 512 MiB action reaches its limit"
+    );
 
     let chatty =
         module("(loop $l (call $write (i32.const 1) (i32.const 100) (i32.const 11)) (br $l))");
@@ -259,15 +272,28 @@ fn bad_modules_are_rejected_at_load() {
         .expect_err("truncated artifact");
     assert!(e.to_string().contains("artifact"), "{e}");
     // The VM is still usable: the intact artifact loads, is measured, and runs.
-    let loaded = vm.load_compiled(&echo, &artifact).expect("alive").expect("loads");
+    let loaded = vm
+        .load_compiled(&echo, &artifact)
+        .expect("alive")
+        .expect("loads");
     assert_eq!(loaded.artifact_sha384, ditto_compile::sha384(&artifact));
     assert_eq!(loaded.module_sha384, ditto_compile::sha384(&echo));
     assert!(loaded.code_bytes > 0, "code was sealed executable");
     let log = vm.runtime_log().expect("log");
     let last = &log[log.len() - 2..];
-    assert_eq!((last[0].kind, last[0].sha384), ("module", loaded.module_sha384));
-    assert_eq!((last[1].kind, last[1].sha384), ("artifact", loaded.artifact_sha384));
-    assert!(vm.invoke(b"{\"x\":1}", limits()).expect("submit").result.is_ok());
+    assert_eq!(
+        (last[0].kind, last[0].sha384),
+        ("module", loaded.module_sha384)
+    );
+    assert_eq!(
+        (last[1].kind, last[1].sha384),
+        ("artifact", loaded.artifact_sha384)
+    );
+    assert!(vm
+        .invoke(b"{\"x\":1}", limits())
+        .expect("submit")
+        .result
+        .is_ok());
     let e = vm
         .load_compiled(&echo, &artifact)
         .expect("alive")
@@ -299,6 +325,10 @@ fn modules_larger_than_a_mailbox_load_in_chunks() {
     let vm = common::vm(1, 1, 1);
     let loaded = common::load(&vm, &module).expect("a 3 MiB module loads");
     assert_eq!(loaded.module_sha384, ditto_compile::sha384(&module));
-    let v = vm.invoke(b"{}", limits()).expect("submit").result.expect("runs");
+    let v = vm
+        .invoke(b"{}", limits())
+        .expect("submit")
+        .result
+        .expect("runs");
     assert_eq!(v["ok"], true);
 }

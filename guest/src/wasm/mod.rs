@@ -190,8 +190,10 @@ fn detect_feature(name: &str) -> Option<bool> {
 fn engine() -> Result<Engine, String> {
     use ditto_protocol::engine as e;
     let mut c = Config::new();
-    c.module_version(wasmtime::ModuleVersionStrategy::Custom(e::MODULE_VERSION.into()))
-        .map_err(|err| format!("Cannot set the module version: {err}"))?;
+    c.module_version(wasmtime::ModuleVersionStrategy::Custom(
+        e::MODULE_VERSION.into(),
+    ))
+    .map_err(|err| format!("Cannot set the module version: {err}"))?;
     // Exactly the protocol's WebAssembly features, as the host compiler enables them.
     let mut features = wasmparser::WasmFeatures::empty();
     for name in e::WASM_FEATURES {
@@ -237,7 +239,11 @@ fn engine() -> Result<Engine, String> {
 /// `WasmLoad`: take one chunk of the module or the artifact.
 pub fn load(input: &[u8], out: &mut [u8]) -> Done {
     if STATE.load(Ordering::Acquire) != EMPTY {
-        return fail(out, WasmCode::AlreadyLoaded, "A function is already loaded in this VM");
+        return fail(
+            out,
+            WasmCode::AlreadyLoaded,
+            "A function is already loaded in this VM",
+        );
     }
     let h = size_of::<LoadChunk>();
     if input.len() < h {
@@ -257,11 +263,17 @@ pub fn load(input: &[u8], out: &mut [u8]) -> Done {
 }
 
 fn load_chunk(p: &mut Pending, c: &LoadChunk, data: &[u8]) -> Result<(), String> {
-    let end = c.offset.checked_add(data.len() as u64).ok_or("Chunk overflows")?;
+    let end = c
+        .offset
+        .checked_add(data.len() as u64)
+        .ok_or("Chunk overflows")?;
     match c.part {
         PART_MODULE => {
             if c.total > MAX_MODULE_SIZE || end > c.total {
-                return Err(format!("Module chunk out of range ({end} of {} bytes)", c.total));
+                return Err(format!(
+                    "Module chunk out of range ({end} of {} bytes)",
+                    c.total
+                ));
             }
             if c.offset == 0 {
                 p.module = Some(Sha384::new());
@@ -271,12 +283,18 @@ fn load_chunk(p: &mut Pending, c: &LoadChunk, data: &[u8]) -> Result<(), String>
             if c.offset != p.module_got || c.total != p.module_total {
                 return Err(String::from("Module chunks arrived out of order"));
             }
-            p.module.as_mut().ok_or("No module in progress")?.update(data);
+            p.module
+                .as_mut()
+                .ok_or("No module in progress")?
+                .update(data);
             p.module_got = end;
         }
         PART_ARTIFACT => {
             if c.total > MAX_ARTIFACT_SIZE || end > c.total {
-                return Err(format!("Artifact chunk out of range ({end} of {} bytes)", c.total));
+                return Err(format!(
+                    "Artifact chunk out of range ({end} of {} bytes)",
+                    c.total
+                ));
             }
             if c.offset == 0 {
                 heap::enter_vm_heap();
@@ -304,7 +322,11 @@ pub fn init(out: &mut [u8], tsc_khz: u64) -> Done {
         .compare_exchange(EMPTY, LOADING, Ordering::AcqRel, Ordering::Acquire)
         .is_err()
     {
-        return fail(out, WasmCode::AlreadyLoaded, "A function is already loaded in this VM");
+        return fail(
+            out,
+            WasmCode::AlreadyLoaded,
+            "A function is already loaded in this VM",
+        );
     }
     let t0 = now_ns(tsc_khz);
     sync::lock(&PENDING_LOCK);
@@ -333,7 +355,10 @@ pub fn init(out: &mut [u8], tsc_khz: u64) -> Done {
 fn finish_load(p: &mut Pending) -> Result<(Loaded, LoadReport), String> {
     let module = p.module.take().ok_or("No module was sent")?;
     if p.module_got != p.module_total {
-        return Err(format!("Module incomplete ({} of {} bytes)", p.module_got, p.module_total));
+        return Err(format!(
+            "Module incomplete ({} of {} bytes)",
+            p.module_got, p.module_total
+        ));
     }
     if p.artifact.is_empty() || p.artifact.len() as u64 != p.artifact_total {
         return Err(format!(
@@ -377,7 +402,11 @@ fn build(artifact: &[u8]) -> Result<Loaded, String> {
         .map_err(|e| format!("The compiled artifact does not load: {e}"))?;
     match module.get_export("_start").and_then(|e| e.func().cloned()) {
         Some(ty) if ty.params().len() == 0 && ty.results().len() == 0 => {}
-        Some(_) => return Err(String::from("The module's _start export must take and return nothing")),
+        Some(_) => {
+            return Err(String::from(
+                "The module's _start export must take and return nothing",
+            ))
+        }
         None => {
             return Err(String::from(
                 "The module does not export a _start function (build it for wasm32-wasip1)",
@@ -409,7 +438,11 @@ fn loaded() -> Option<&'static Loaded> {
 pub fn invoke(input: &[u8], out: &mut [u8], tsc_khz: u64) -> Done {
     let h = size_of::<InvokeHeader>();
     if input.len() < h {
-        return fail(out, WasmCode::Instantiate, "Invocation input lacks its header");
+        return fail(
+            out,
+            WasmCode::Instantiate,
+            "Invocation input lacks its header",
+        );
     }
     if sync::poisoned() {
         return fail(
@@ -465,7 +498,11 @@ pub fn invoke(input: &[u8], out: &mut [u8], tsc_khz: u64) -> Done {
         }
     };
     let Ok(start) = instance.get_typed_func::<(), ()>(&mut store, "_start") else {
-        return fail(out, WasmCode::BadModule, "The module does not export _start");
+        return fail(
+            out,
+            WasmCode::BadModule,
+            "The module does not export _start",
+        );
     };
     let t_run = now_ns(tsc_khz);
     o.instantiate_ns = t_run.saturating_sub(t_inst);
@@ -491,7 +528,8 @@ pub fn invoke(input: &[u8], out: &mut [u8], tsc_khz: u64) -> Done {
                     _ if store.data().limits.hit => format!(
                         "The function exceeded its memory limit of {} MiB ({})",
                         max_memory >> 20,
-                        trap.map(|t| format!("{t}")).unwrap_or_else(|| format!("{e}"))
+                        trap.map(|t| format!("{t}"))
+                            .unwrap_or_else(|| format!("{e}"))
                     ),
                     Some(Trap::StackOverflow) => {
                         String::from("The function exhausted its stack (call stack overflow)")

@@ -128,7 +128,8 @@ fn fd_write(
             if bytes.len() > room {
                 ctx.stderr_truncated = true;
             }
-            ctx.stderr.extend_from_slice(&bytes[..bytes.len().min(room)]);
+            ctx.stderr
+                .extend_from_slice(&bytes[..bytes.len().min(room)]);
         }
         total = total.wrapping_add(len);
     }
@@ -165,15 +166,20 @@ const DEFINED: &[&str] = &[
 pub fn linker(engine: &Engine, module: &Module) -> Result<Linker<Ctx>, Error> {
     let mut l = Linker::<Ctx>::new(engine);
     // One argument, "function\0" (9 bytes).
-    l.func_wrap(WASI, "args_sizes_get", |mut c: Caller<'_, Ctx>, argc: i32, size: i32| {
-        write_pair(&mut c, argc, 1, size, 9)
-    })?;
-    l.func_wrap(WASI, "args_get", |mut c: Caller<'_, Ctx>, argv: i32, buf: i32| {
-        match write_bytes(&mut c, buf, b"function\0") {
+    l.func_wrap(
+        WASI,
+        "args_sizes_get",
+        |mut c: Caller<'_, Ctx>, argc: i32, size: i32| write_pair(&mut c, argc, 1, size, 9),
+    )?;
+    l.func_wrap(
+        WASI,
+        "args_get",
+        |mut c: Caller<'_, Ctx>, argv: i32, buf: i32| match write_bytes(&mut c, buf, b"function\0")
+        {
             ESUCCESS => write_bytes(&mut c, argv, &(buf as u32).to_le_bytes()),
             e => e,
-        }
-    })?;
+        },
+    )?;
     l.func_wrap(
         WASI,
         "environ_sizes_get",
@@ -209,24 +215,30 @@ pub fn linker(engine: &Engine, module: &Module) -> Result<Linker<Ctx>, Error> {
             write_bytes(&mut c, out, &t.to_le_bytes())
         },
     )?;
-    l.func_wrap(WASI, "random_get", |mut c: Caller<'_, Ctx>, buf: i32, len: i32| {
-        let len = len.max(0) as usize;
-        if len > (1 << 20) {
-            return EINVAL;
-        }
-        let mut bytes = Vec::with_capacity(len + 8);
-        while bytes.len() < len {
-            match rdrand() {
-                Some(v) => bytes.extend_from_slice(&v.to_le_bytes()),
-                None => return EIO,
+    l.func_wrap(
+        WASI,
+        "random_get",
+        |mut c: Caller<'_, Ctx>, buf: i32, len: i32| {
+            let len = len.max(0) as usize;
+            if len > (1 << 20) {
+                return EINVAL;
             }
-        }
-        bytes.truncate(len);
-        write_bytes(&mut c, buf, &bytes)
-    })?;
-    l.func_wrap(WASI, "proc_exit", |_: Caller<'_, Ctx>, code: i32| -> Result<(), Error> {
-        Err(Error::new(Exit(code)))
-    })?;
+            let mut bytes = Vec::with_capacity(len + 8);
+            while bytes.len() < len {
+                match rdrand() {
+                    Some(v) => bytes.extend_from_slice(&v.to_le_bytes()),
+                    None => return EIO,
+                }
+            }
+            bytes.truncate(len);
+            write_bytes(&mut c, buf, &bytes)
+        },
+    )?;
+    l.func_wrap(
+        WASI,
+        "proc_exit",
+        |_: Caller<'_, Ctx>, code: i32| -> Result<(), Error> { Err(Error::new(Exit(code))) },
+    )?;
     for import in module.imports() {
         if import.module() != WASI || DEFINED.contains(&import.name()) {
             continue;
