@@ -238,6 +238,8 @@ pub struct PooledVm {
     /// Pool-unique id.
     pub id: u64,
     tenant: String,
+    /// `namespace/action`, its metrics label.
+    label: String,
     vm: Vm,
     inflight: AtomicU32,
     last_busy: Mutex<Instant>,
@@ -498,6 +500,16 @@ impl Pools {
         }
         self.metrics.vm_retired.inc();
         self.metrics.vms.dec();
+        // Its per-VM gauges go with it (else every VM ever started stays exported).
+        let id = v.id.to_string();
+        let _ = self
+            .metrics
+            .awake_workers
+            .remove_label_values(&[&v.label, &id]);
+        let _ = self
+            .metrics
+            .sleeping_workers
+            .remove_label_values(&[&v.label, &id]);
         let charged = self.cfg.regular + v.vm.active_workers();
         let reserved: u64 = v.vm.stats().iter().map(|s| s.reserved_ns).sum();
         self.retired_reserved_ns
@@ -707,6 +719,7 @@ impl Pools {
         let pooled = Arc::new(PooledVm {
             id: self.next_vm.fetch_add(1, Ordering::AcqRel),
             tenant: pool.tenant.clone(),
+            label: format!("{}/{}", action.namespace, action.name),
             vm,
             inflight: AtomicU32::new(1),
             last_busy: Mutex::new(Instant::now()),
