@@ -662,10 +662,12 @@ impl Pools {
                 // A modelled confidential-VM launch + attestation delay.
                 std::thread::sleep(delay);
             }
-            let compiled = me
-                .artifacts
-                .get(&module)
-                .map_err(|e| PoolError::BadModule(e.to_string()))?;
+            let compiled = me.artifacts.get(&module).map_err(|e| match e {
+                // Only a module that is not a valid function is the developer's error
+                // (and remembered); a store failure is ours and may pass.
+                crate::artifacts::ArtifactError::Invalid(_) => PoolError::BadModule(e.to_string()),
+                crate::artifacts::ArtifactError::Store(_) => PoolError::Start(e.to_string()),
+            })?;
             let cfg = VmConfig {
                 regular,
                 workers,
