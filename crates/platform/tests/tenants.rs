@@ -370,38 +370,56 @@ fn the_data_dir_is_private_and_a_failed_module_init_is_not_retried() {
         0o700
     );
     let a = srv.auth.clone().expect("key");
+    // An invalid module is refused when the action is created: it never reaches a VM.
     let (s, v) = create(&srv.base, &a, "bad", wasm(NO_START));
-    if s == 200 {
-        for _ in 0..3 {
-            let (s, v) = call(
-                &srv.base,
-                &a,
-                "POST",
-                "/api/v1/namespaces/_/actions/bad?blocking=true",
-                Some(json!({})),
-            );
-            assert_eq!(s, 502, "{v}");
-            assert_eq!(v["response"]["status"], "action developer error", "{v}");
-        }
-        assert_eq!(
-            metric(&srv.base, "ditto_vm_start_failures_total"),
-            1.0,
-            "one VM start for three invocations"
-        );
-        // A new version is tried again.
-        assert_eq!(create(&srv.base, &a, "bad", wasm(ECHO)).0, 200);
+    assert_eq!(s, 400, "{v}");
+    // A valid one whose stored artifact then fails the guest's checks (damaged, with a
+    // digest that matches the damage, so the host ships it): its VM init fails.
+    assert_eq!(create(&srv.base, &a, "bad", wasm(ECHO)).0, 200);
+    srv.stop().expect("stops");
+    {
+        let conn = rusqlite::Connection::open(dir.join("ditto.db")).expect("db");
+        let junk = b"not a compiled artifact".to_vec();
+        let n = conn
+            .execute(
+                "UPDATE artifacts SET bytes = ?1, artifact_sha384 = ?2",
+                rusqlite::params![&junk, &ditto_compile::sha384(&junk)[..]],
+            )
+            .expect("damage the artifact");
+        assert_eq!(n, 1);
+    }
+    let srv = start(&dir, |_| {});
+    for _ in 0..3 {
         let (s, v) = call(
             &srv.base,
             &a,
             "POST",
-            "/api/v1/namespaces/_/actions/bad?blocking=true&result=true",
-            Some(json!({"ok": 1})),
+            "/api/v1/namespaces/_/actions/bad?blocking=true",
+            Some(json!({})),
         );
-        assert_eq!((s, v), (200, json!({"ok": 1})));
-    } else {
-        // Validated when the action is created: it never reaches a VM.
-        assert_eq!(s, 400, "{v}");
+        assert_eq!(s, 502, "{v}");
+        assert_eq!(v["response"]["status"], "action developer error", "{v}");
     }
+    assert_eq!(
+        metric(&srv.base, "ditto_vm_start_failures_total"),
+        1.0,
+        "one VM start for three invocations"
+    );
+    // A new version (another module, so another artifact) is tried again.
+    let other = ECHO.replace(
+        "(memory (export \"memory\") 20)",
+        "(memory (export \"memory\") 21)",
+    );
+    assert_ne!(other, ECHO);
+    assert_eq!(create(&srv.base, &a, "bad", wasm(&other)).0, 200);
+    let (s, v) = call(
+        &srv.base,
+        &a,
+        "POST",
+        "/api/v1/namespaces/_/actions/bad?blocking=true&result=true",
+        Some(json!({"ok": 1})),
+    );
+    assert_eq!((s, v), (200, json!({"ok": 1})));
     srv.stop().expect("stops");
     std::fs::remove_dir_all(dir).ok();
 }

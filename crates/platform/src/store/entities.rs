@@ -286,20 +286,21 @@ mod tests {
         let s = Store::open(&p).expect("opens");
         s.put_activation(&act("a1", 10)).expect("put");
         s.put_activation(&act("a2", 20)).expect("put");
-        s.put_activation(&act("a2", 30)).expect("replace");
+        // Exactly one record per id: a second one for the same id is ignored.
+        s.put_activation(&act("a2", 30)).expect("ignored");
         let l = s
             .list_activation_summaries("guest", Some("a"), None, None, 10, 0)
             .expect("list");
         assert_eq!(l.len(), 2);
         assert_eq!(
             (l[0]["activationId"].clone(), l[0]["start"].clone()),
-            (json!("a2"), json!(30))
+            (json!("a2"), json!(20))
         );
         assert_eq!(l[0]["statusCode"], 1);
         assert!(l[0].get("response").is_none() && l[0].get("logs").is_none());
         assert_eq!(s.count_activations("guest", None).expect("count"), 2);
         assert_eq!(
-            s.list_activation_summaries("guest", None, Some(15), Some(25), 10, 0)
+            s.list_activation_summaries("guest", None, Some(21), Some(29), 10, 0)
                 .expect("list")
                 .len(),
             0,
