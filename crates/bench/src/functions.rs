@@ -96,11 +96,8 @@ pub fn run(runs: u32, progress: bool) -> Result<Vec<FunctionFigures>, BenchError
             ..VmConfig::default()
         };
         let vm = Vm::launch_image(cfg, guest_image()?)?;
-        vm.load_compiled(
-            f.wasm,
-            &f.compiled().map_err(|e| fail(e.to_string()))?.bytes,
-        )?
-        .map_err(|e| fail(e.to_string()))?;
+        vm.load_compiled(f.wasm, &artifact.bytes)?
+            .map_err(|e| fail(e.to_string()))?;
         let limits = FunctionLimits {
             timeout: Duration::from_secs(60),
             ..FunctionLimits::default()
@@ -123,7 +120,9 @@ pub fn run(runs: u32, progress: bool) -> Result<Vec<FunctionFigures>, BenchError
             Ok(_) => {
                 match crate::v8::run(f.wasm, &text, runs, V8_WARMUP, Duration::from_secs(600)) {
                     Ok(r) if r.exit_codes.iter().all(|&c| c == 0) => Some(Summary::of(&r.exec_ns)),
-                    Ok(r) => return Err(fail(format!("under V8 it exited with {:?}", r.exit_codes))),
+                    Ok(r) => {
+                        return Err(fail(format!("under V8 it exited with {:?}", r.exit_codes)))
+                    }
                     // node itself can die (seen: SIGABRT after ~20 linpack instances in one
                     // process); that is V8's column missing, not the guest's failure.
                     Err(e) => {
